@@ -1,0 +1,294 @@
+"""Feature pipelines built from device descriptors, each with a batch reference.
+
+- ``FramePipeline``: raw streams → one feature vector per frame (ANNE → 140 features per second
+  for the Mamba). Each descriptor slot is a ``Chain`` of operators; a ``FrameAssembler`` aligns
+  slots by frame index and emits (..., width, frames).
+- ``EpochPipeline``: raw streams → [channels, samples] per 30-s epoch on the AASM grid (PSG →
+  [4, 3000] for ULW-SleepNet).
+
+Chunks are shaped (..., axes, n): leading axes are independent devices processed together, then
+the stream's axes (1 for ECG, 3 for ACC). Timestamped streams take ``times`` (seconds from the
+session anchor); for a regular stream feeding a 'grid' step they are derived from the sample
+index, never accumulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.signal as sps
+
+from edge.devices.profile import EpochInputSpec, FrameInputSpec, StreamSpec
+from edge.ops.base import Snapshot
+from edge.ops.chain import Chain, FrameAssembler
+from edge.ops.epochs import EpochBuffer, SampleEpochs, reference_epochs
+from edge.ops.steps import reference_chain
+
+
+def _check_axes(stream: StreamSpec, chunk: np.ndarray) -> np.ndarray:
+    x = np.asarray(chunk)
+    if x.ndim < 2 or x.shape[-2] != stream.n_axes:
+        raise ValueError(
+            f"stream {stream.name!r}: chunk must be shaped (..., {stream.n_axes} axes, samples), "
+            f"got {x.shape}"
+        )
+    return x
+
+
+def _flatten_frames(out: np.ndarray, is_stft: bool) -> np.ndarray:
+    """(..., axes, bins, frames) → (..., axes·bins, frames); grid output is already (..., 1, n)."""
+    if is_stft:
+        return out.reshape(*out.shape[:-3], out.shape[-3] * out.shape[-2], out.shape[-1])
+    return out
+
+
+class FramePipeline:
+    """Streaming per-frame features for one model input spec (see module docstring)."""
+
+    def __init__(self, spec: FrameInputSpec) -> None:
+        self.spec = spec
+        self.streams = {f.stream.name: f.stream for f in spec.features}
+        self._chains = [Chain([s.build() for s in f.steps]) for f in spec.features]
+        slots = [f"{i}:{f.stream.name}" for i, f in enumerate(spec.features)]
+        self._assembler = FrameAssembler(
+            [(slot, f.width) for slot, f in zip(slots, spec.features, strict=True)]
+        )
+        # per stream: (slot, chain, takes timestamps, ends in an STFT)
+        self._routes: dict[str, list[tuple[str, Chain, bool, bool]]] = {n: [] for n in self.streams}
+        for slot, f, chain in zip(slots, spec.features, self._chains, strict=True):
+            route = (slot, chain, f.steps[0].op == "grid", f.steps[-1].op == "stft")
+            self._routes[f.stream.name].append(route)
+        self._n_seen = dict.fromkeys(self.streams, 0)
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+    def push(self, stream: str, chunk: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+        """Feed one stream's chunk; return the feature frames (..., width, n) now complete."""
+        routes = self._routes.get(stream)
+        if routes is None:
+            raise KeyError(f"unknown stream {stream!r}; this input uses {sorted(self.streams)}")
+        spec = self.streams[stream]
+        x = _check_axes(spec, chunk)
+        n = x.shape[-1]
+        for slot, chain, timed, is_stft in routes:
+            if timed:
+                if times is None:
+                    if spec.timing == "timestamped":
+                        raise ValueError(f"stream {stream!r} is timestamped: pass times=")
+                    times = (self._n_seen[stream] + np.arange(n)) / spec.rate_hz
+                out = chain.push((times, x))
+            else:
+                out = chain.push(x)
+            self._assembler.add(slot, _flatten_frames(out, is_stft))
+        self._n_seen[stream] += n
+        ready = self._assembler.ready()
+        return ready if ready is not None else np.zeros((*x.shape[:-2], self.width, 0))
+
+    def flush(self) -> np.ndarray:
+        """End of stream: drain every chain and pad slots that ended early with NaN."""
+        for routes in self._routes.values():
+            for slot, chain, _, is_stft in routes:
+                out = chain.flush()
+                if out is not None and out.ndim >= 2:
+                    self._assembler.add(slot, _flatten_frames(out, is_stft))
+        out = self._assembler.flush()
+        return out if out is not None else np.zeros((self.width, 0))
+
+    def snapshot(self) -> Snapshot:
+        snap: Snapshot = {f"asm.{k}": v for k, v in self._assembler.snapshot().items()}
+        for routes in self._routes.values():
+            for slot, chain, _, _ in routes:
+                snap.update({f"{slot}.{k}": v for k, v in chain.snapshot().items()})
+        snap.update({f"seen.{k}": np.array(v, dtype=np.int64) for k, v in self._n_seen.items()})
+        return snap
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self._assembler.restore({k[4:]: v for k, v in snapshot.items() if k.startswith("asm.")})
+        for routes in self._routes.values():
+            for slot, chain, _, _ in routes:
+                p = f"{slot}."
+                chain.restore({k[len(p) :]: v for k, v in snapshot.items() if k.startswith(p)})
+        for k in self._n_seen:
+            self._n_seen[k] = int(snapshot[f"seen.{k}"])
+
+
+def reference_frame_features(
+    spec: FrameInputSpec,
+    recording: Mapping[str, np.ndarray],
+    times: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Batch reference: each slot's scipy/numpy chain over the whole recording, NaN-padded to
+    the longest slot, concatenated in descriptor order → (..., width, frames)."""
+    times = times or {}
+    outs = []
+    for feat in spec.features:
+        x = np.asarray(recording[feat.stream.name], dtype=np.float64)
+        if feat.steps[0].op == "grid":
+            t = times.get(feat.stream.name)
+            if t is None:
+                t = np.arange(x.shape[-1]) / feat.stream.rate_hz
+            out = reference_chain(list(feat.steps), (t, x))
+        else:
+            out = reference_chain(list(feat.steps), x)
+        outs.append(_flatten_frames(out, feat.steps[-1].op == "stft"))
+    n = max(o.shape[-1] for o in outs)
+    padded = []
+    for o in outs:
+        fill = np.full((*o.shape[:-1], n - o.shape[-1]), np.nan)
+        padded.append(np.concatenate((o, fill), axis=-1))
+    return np.concatenate(padded, axis=-2)
+
+
+def _epoch_fft_resample(data: np.ndarray, n_out: int) -> np.ndarray:
+    """Per-epoch FFT resampling (the ULW-SleepNet reference's treatment of the EMG envelope)."""
+    if data.shape[0] == 0 or data.shape[-1] == n_out:
+        return data.reshape(*data.shape[:-1], n_out) if data.shape[0] == 0 else data
+    return sps.resample(data, n_out, axis=-1)
+
+
+class EpochPipeline:
+    """Streaming [channels, samples] epochs for one per-epoch model input spec."""
+
+    def __init__(self, spec: EpochInputSpec, start_s: float = 0.0) -> None:
+        self.spec = spec
+        self.streams = {c.stream.name: c.stream for c in spec.channels}
+        self._chains = [
+            Chain([s.build() for s in c.steps]) if c.steps else None for c in spec.channels
+        ]
+        self._buffers = []
+        for c in spec.channels:
+            rate = c.steps[-1].rate_out if c.steps else c.stream.rate_hz
+            length = int(round(rate * spec.epoch_s))
+            start = int(round(start_s * rate))
+            self._buffers.append(EpochBuffer(length, start))
+        self._pending: list[list[SampleEpochs]] = [[] for _ in spec.channels]
+
+    def _collect(self, i: int, ep: SampleEpochs) -> None:
+        c = self.spec.channels[i]
+        if c.epoch_resample == "fft" and len(ep):
+            ep = SampleEpochs(
+                ep.index,
+                _epoch_fft_resample(ep.data, self.spec.epoch_len),
+                ep.partial,
+                ep.nan_fraction,
+            )
+        if len(ep):
+            self._pending[i].append(ep)
+
+    def push(self, stream: str, chunk: np.ndarray) -> SampleEpochs:
+        """Feed one stream's chunk; return epochs that every channel has completed."""
+        if stream not in self.streams:
+            raise KeyError(f"unknown stream {stream!r}; this input uses {sorted(self.streams)}")
+        x = _check_axes(self.streams[stream], chunk)
+        for i, c in enumerate(self.spec.channels):
+            if c.stream.name == stream:
+                y = self._chains[i].push(x) if self._chains[i] is not None else x
+                self._collect(i, self._buffers[i].push(y))
+        return self._emit()
+
+    def _emit(self, final: bool = False) -> SampleEpochs:
+        counts = [sum(len(e) for e in p) for p in self._pending]
+        n = max(counts) if final else min(counts)
+        merged = [self._merge(i, n) for i in range(len(self._pending))]
+        lead = next((m.data.shape[1:-2] for m in merged if m.data.size), ())
+        datas, fracs = [], []
+        for m in merged:
+            if m.data.shape[0] < n:  # a channel that ended early: NaN, never zeros
+                miss = n - m.data.shape[0]
+                datas.append(
+                    np.concatenate((m.data, np.full((miss, *lead, 1, self.spec.epoch_len), np.nan)))
+                )
+                fracs.append(np.concatenate((m.nan_fraction, np.ones((miss, *lead, 1)))))
+            else:
+                datas.append(m.data)
+                fracs.append(m.nan_fraction)
+        longest = max(merged, key=lambda m: len(m))
+        index = longest.index[:n]
+        partial = np.zeros(n, dtype=bool)
+        for m in merged:
+            partial[: len(m)] |= m.partial[:n]
+        return SampleEpochs(
+            index, np.concatenate(datas, axis=-2), partial, np.concatenate(fracs, axis=-1)
+        )
+
+    def _merge(self, i: int, n: int) -> SampleEpochs:
+        parts = self._pending[i]
+        if not parts:
+            return SampleEpochs(
+                np.zeros(0, np.int64),
+                np.zeros((0, 1, self.spec.epoch_len)),
+                np.zeros(0, bool),
+                np.zeros((0, 1)),
+            )
+        idx = np.concatenate([p.index for p in parts])
+        data = np.concatenate([p.data for p in parts])
+        partial = np.concatenate([p.partial for p in parts])
+        frac = np.concatenate([p.nan_fraction for p in parts])
+        rest = SampleEpochs(idx[n:], data[n:], partial[n:], frac[n:])
+        self._pending[i] = [rest] if len(rest) else []
+        return SampleEpochs(idx[:n], data[:n], partial[:n], frac[:n])
+
+    def flush(self) -> SampleEpochs:
+        for i, buf in enumerate(self._buffers):
+            if self._chains[i] is not None:
+                tail = self._chains[i].flush()
+                if tail is not None and tail.ndim >= 2 and tail.shape[-1]:
+                    self._collect(i, buf.push(tail))
+            self._collect(i, buf.flush())
+        return self._emit(final=True)
+
+    def snapshot(self) -> Snapshot:
+        snap: Snapshot = {}
+        for i, (chain, buf) in enumerate(zip(self._chains, self._buffers, strict=True)):
+            if chain is not None:
+                snap.update({f"{i}.chain.{k}": v for k, v in chain.snapshot().items()})
+            snap.update({f"{i}.buf.{k}": v for k, v in buf.snapshot().items()})
+            if self._pending[i]:
+                m = self._merge(i, sum(len(e) for e in self._pending[i]))
+                self._pending[i] = [m]
+                snap.update(
+                    {
+                        f"{i}.pending.index": m.index,
+                        f"{i}.pending.data": m.data,
+                        f"{i}.pending.partial": m.partial,
+                        f"{i}.pending.nan_fraction": m.nan_fraction,
+                    }
+                )
+        return snap
+
+    def restore(self, snapshot: Snapshot) -> None:
+        for i, (chain, buf) in enumerate(zip(self._chains, self._buffers, strict=True)):
+
+            def sub(prefix: str) -> Snapshot:
+                return {k[len(prefix) :]: v for k, v in snapshot.items() if k.startswith(prefix)}
+
+            if chain is not None:
+                chain.restore(sub(f"{i}.chain."))
+            buf.restore(sub(f"{i}.buf."))
+            pend = sub(f"{i}.pending.")
+            self._pending[i] = (
+                [SampleEpochs(pend["index"], pend["data"], pend["partial"], pend["nan_fraction"])]
+                if pend
+                else []
+            )
+
+
+def reference_epoch_features(
+    spec: EpochInputSpec, recording: Mapping[str, np.ndarray], start_s: float = 0.0
+) -> np.ndarray:
+    """Batch reference: (epochs, ..., channels, samples), NaN where a channel has no data."""
+    outs = []
+    for c in spec.channels:
+        x = np.asarray(recording[c.stream.name], dtype=np.float64)
+        y = reference_chain(list(c.steps), x) if c.steps else x
+        rate = c.steps[-1].rate_out if c.steps else c.stream.rate_hz
+        ep = reference_epochs(y, int(round(rate * spec.epoch_s)), int(round(start_s * rate)))
+        if c.epoch_resample == "fft":
+            ep = _epoch_fft_resample(ep, spec.epoch_len)
+        outs.append(ep)
+    n = max(o.shape[0] for o in outs)
+    outs = [np.concatenate((o, np.full((n - o.shape[0], *o.shape[1:]), np.nan))) for o in outs]
+    return np.concatenate(outs, axis=-2)

@@ -1,0 +1,1 @@
+"""SleepEdge models (see README: not yet built)."""

@@ -1,0 +1,1 @@
+"""SleepEdge sinks (see README: not yet built)."""

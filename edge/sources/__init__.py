@@ -1,0 +1,1 @@
+"""SleepEdge sources (see README: not yet built)."""

@@ -1,0 +1,1 @@
+"""SleepEdge firmware simulator: virtual devices, signal synthesis, replay, fault injection."""

@@ -1,0 +1,44 @@
+"""The console scripts as a user runs them: exit codes and one-line messages."""
+
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_sim_runs_the_anne_chain():
+    out = run("--source", "sim", "--duration", "90")
+    assert out.returncode == 0, out.stderr
+    assert "90 feature frames of input 'mamba'" in out.stdout
+
+
+def test_sim_runs_the_psg_chain():
+    out = run("--source", "sim", "--device", "psg", "--duration", "95", "--chunk", "7")
+    assert out.returncode == 0, out.stderr
+    assert "4 epochs of input 'ulw_sleepnet'" in out.stdout  # 3 whole + 1 partial
+
+
+def test_expected_failures_are_one_line_not_tracebacks():
+    for args, text in [
+        (("--source", "ble"), "not yet available"),
+        (("--device", "nope"), "unknown device 'nope'"),
+        (("--duration", "-1"), "must be positive"),
+    ]:
+        out = run(*args)
+        assert out.returncode == 2
+        assert text in out.stderr and "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_firmware_sim_stub_says_what_is_missing():
+    out = subprocess.run(
+        [sys.executable, "-m", "firmware_sim.cli", "--device", "anne"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "not yet available" in out.stderr
