@@ -60,6 +60,7 @@ class FramePipeline:
             route = (slot, chain, f.steps[0].op == "grid", f.steps[-1].op == "stft")
             self._routes[f.stream.name].append(route)
         self._n_seen = dict.fromkeys(self.streams, 0)
+        self._empties: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
     def width(self) -> int:
@@ -85,7 +86,15 @@ class FramePipeline:
             self._assembler.add(slot, _flatten_frames(out, is_stft))
         self._n_seen[stream] += n
         ready = self._assembler.ready()
-        return ready if ready is not None else np.zeros((*x.shape[:-2], self.width, 0))
+        return ready if ready is not None else self._empty(x.shape[:-2])
+
+    def _empty(self, lead: tuple[int, ...]) -> np.ndarray:
+        """A shared read-only (..., width, 0) array: most pushes complete no frame."""
+        empty = self._empties.get(lead)
+        if empty is None:
+            empty = self._empties[lead] = np.zeros((*lead, self.width, 0))
+            empty.flags.writeable = False
+        return empty
 
     def flush(self) -> np.ndarray:
         """End of stream: drain every chain and pad slots that ended early with NaN."""

@@ -113,7 +113,7 @@ def test_anne_many_devices_equal_each_alone():
     together = run_frames(rec, times, schedule)
     for d in range(3):
         alone = run_frames({k: v[d : d + 1] for k, v in rec.items()}, times, schedule)
-        np.testing.assert_allclose(together[d : d + 1], alone, rtol=0, atol=1e-12)
+        assert_features_equal(together[d : d + 1], alone)  # BLAS GEMM vs GEMV rounding only
 
 
 def test_anne_feature_layout():

@@ -87,6 +87,7 @@ class SOSFilter:
         self._lead: tuple[int, ...] | None = None
         self._zi: np.ndarray | None = None  # (n_rows, sections, 2)
         self._fresh: np.ndarray | None = None  # (n_rows,) bool: next finite sample restarts
+        self._any_fresh = True
         self._finished = False
 
     @classmethod
@@ -107,6 +108,7 @@ class SOSFilter:
             n = int(np.prod(lead, dtype=np.int64))
             self._zi = np.zeros((n, self.sos.shape[0], 2))
             self._fresh = np.ones(n, dtype=bool)
+            self._any_fresh = True
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         check_finished(self._finished, "SOSFilter")
@@ -116,7 +118,7 @@ class SOSFilter:
             return x.copy()
         x2 = x.reshape(-1, x.shape[-1])
         finite = np.isfinite(x2)
-        if finite.all() and not self._fresh.any():
+        if not self._any_fresh and finite.all():
             return _run_cascade(self.sos, x2, self._zi).reshape(x.shape)
         return self._push_rows(x2, finite).reshape(x.shape)
 
@@ -147,6 +149,7 @@ class SOSFilter:
                 self._fresh[row] = False
             if not fin[-1]:
                 self._fresh[row] = True
+        self._any_fresh = bool(self._fresh.any())
         return y
 
     def flush(self) -> np.ndarray:
@@ -175,6 +178,7 @@ class SOSFilter:
             raise ValueError(f"SOSFilter.restore: state shape {zi.shape} does not fit this filter")
         self._zi = zi.copy()
         self._fresh = np.asarray(snapshot["fresh"], dtype=bool).copy()
+        self._any_fresh = bool(self._fresh.any())
 
 
 def reference_sosfilt(sos: np.ndarray, x: np.ndarray, init: InitKind = "steady") -> np.ndarray:

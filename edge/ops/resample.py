@@ -132,7 +132,15 @@ class Resampler:
             off * s_t,
             (s_row, self.down * s_t, s_t),
         )
-        y = (win @ self._a).reshape(*lead, n_blocks * self.up)
+        if rows.shape[0] == 1:
+            y = (win[0] @ self._a).reshape(*lead, n_blocks * self.up)
+        elif rows.shape[0] <= n_blocks:  # few streams: numpy batches one GEMM per stream
+            y = (win @ self._a).reshape(*lead, n_blocks * self.up)
+        else:  # many streams: one (streams x W) @ (W x up) GEMM per block
+            y = np.empty((n_blocks, rows.shape[0], self.up))
+            for b in range(n_blocks):
+                np.matmul(win[:, b, :], self._a, out=y[b])
+            y = y.transpose(1, 0, 2).reshape(*lead, n_blocks * self.up)
         if limit is not None:
             y = y[..., :limit]
         self._n_out += y.shape[-1]

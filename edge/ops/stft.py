@@ -61,23 +61,27 @@ class SlidingSTFT:
         if self._lead is None:
             self._lead = x.shape[:-1]
             self._buf = np.zeros((*self._lead, 0))
-        buf = np.concatenate((self._buf, x), axis=-1) if self._buf.shape[-1] else x
+            self._empty = np.zeros((*self._lead, self.n_bins, 0))
+            self._empty.flags.writeable = False
+        owned = self._buf.shape[-1] > 0  # a concatenation is ours; the caller's chunk is not
+        buf = np.concatenate((self._buf, x), axis=-1) if owned else x
         n_new = 0 if buf.shape[-1] < self.n_fft else (buf.shape[-1] - self.n_fft) // self.hop + 1
         if n_new == 0:
-            self._buf = buf.copy()
-            return np.zeros((*self._lead, self.n_bins, 0))
+            self._buf = buf if owned else buf.copy()
+            return self._empty
         if self.hop == self.n_fft:
             frames = buf[..., : n_new * self.n_fft].reshape(*self._lead, n_new, self.n_fft)
         else:
             frames = sliding_window_view(buf, self.n_fft, axis=-1)[..., :: self.hop, :]
             frames = frames[..., :n_new, :]
-        if self._dft is not None:
-            reim = frames @ self._dft
+        if self._dft is not None:  # one GEMM over every stream and frame
+            reim = (frames.reshape(-1, self.n_fft) @ self._dft).reshape(*frames.shape[:-1], -1)
             mag = np.hypot(reim[..., : self.n_bins], reim[..., self.n_bins :])
         else:
             mag = np.abs(np.fft.rfft(frames * self._win, axis=-1)[..., : self.n_bins])
         out = np.log(mag + self.eps) if self.log else mag
-        self._buf = buf[..., n_new * self.hop :].copy()
+        rest = buf[..., n_new * self.hop :]
+        self._buf = rest if owned else rest.copy()
         self._n_frames += n_new
         return np.swapaxes(out, -1, -2)
 
@@ -106,6 +110,8 @@ class SlidingSTFT:
             return
         self._buf = np.asarray(snapshot["buf"], dtype=np.float64).copy()
         self._lead = self._buf.shape[:-1]
+        self._empty = np.zeros((*self._lead, self.n_bins, 0))
+        self._empty.flags.writeable = False
         self._n_frames = int(snapshot["n_frames"])
 
 
