@@ -182,13 +182,17 @@ def decode(codecs: dict[int, StreamCodec], data: bytes) -> Frame | Rejected:
     if fmt not in WIDTH or flags & ~0x3F:
         return _reject("unknown sample format", f"format byte 0x{flags:02x}", size)
     if fmt != codec.fmt:
-        return _reject("format mismatch", f"{FORMAT_NAMES[fmt]} on {codec.sample_format} stream "
-                       f"{codec.name!r}", size)
+        return _reject(
+            "format mismatch",
+            f"{FORMAT_NAMES[fmt]} on {codec.sample_format} stream {codec.name!r}",
+            size,
+        )
     if n == 0:
         return _reject("empty frame", f"stream {codec.name!r}", size)
     if axes != codec.n_axes:
-        return _reject("axis count mismatch", f"{axes} axes, {codec.name!r} has {codec.n_axes}",
-                       size)
+        return _reject(
+            "axis count mismatch", f"{axes} axes, {codec.name!r} has {codec.n_axes}", size
+        )
     body = data[HEADER_SIZE:]
     width = WIDTH[fmt]
     if flags & DELTA_BIT:
@@ -215,10 +219,12 @@ def decode(codecs: dict[int, StreamCodec], data: bytes) -> Frame | Rejected:
         if fmt == FORMATS["float32"]:
             values = np.frombuffer(body, dtype="<f4").reshape(n, axes).T.astype(np.float64)
         else:
-            values = _unpack_ints(body, fmt, n * axes).reshape(n, axes).T * codec.scale \
-                + codec.offset
+            values = (
+                _unpack_ints(body, fmt, n * axes).reshape(n, axes).T * codec.scale + codec.offset
+            )
     sensor_off = bool(flags & SENSOR_OFF_BIT)
     if sensor_off:
         values = np.full(values.shape, np.nan)
-    return Frame(codec.name, seq, t_ns, np.ascontiguousarray(values, dtype=np.float64),
-                 sensor_off, size)
+    return Frame(
+        codec.name, seq, t_ns, np.ascontiguousarray(values, dtype=np.float64), sensor_off, size
+    )

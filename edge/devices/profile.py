@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge.devices.codec import FORMATS, StreamCodec
 from edge.ops.steps import Step, parse_steps
 
 SCHEMA = 1
@@ -19,6 +21,17 @@ class DeviceError(ValueError):
 
 
 @dataclass(frozen=True)
+class WireSpec:
+    """How a stream travels in frames (edge/devices/PROTOCOL.md)."""
+
+    code: int
+    sample_format: str
+    scale: float
+    offset: float
+    frame_samples: int
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     name: str
     rate_hz: float
@@ -26,10 +39,35 @@ class StreamSpec:
     unit: str
     location: str
     timing: str
+    wire: WireSpec | None = None
 
     @property
     def n_axes(self) -> int:
         return len(self.axes)
+
+    def codec(self) -> StreamCodec:
+        if self.wire is None:
+            raise DeviceError(f"stream {self.name!r} has no wire format in its descriptor")
+        w = self.wire
+        return StreamCodec(self.name, w.code, self.n_axes, w.sample_format, w.scale, w.offset)
+
+
+@dataclass(frozen=True)
+class BleSpec:
+    name_prefix: str
+    service: str
+    control: str
+    data: str
+
+
+@dataclass(frozen=True)
+class MqttSpec:
+    raw: str
+    stage: str
+    status: str
+
+    def topic(self, kind: str, device_id: str, stream: str = "") -> str:
+        return getattr(self, kind).format(device_id=device_id, stream=stream)
 
 
 @dataclass(frozen=True)
@@ -85,6 +123,12 @@ class DeviceProfile:
     streams: dict[str, StreamSpec]
     inputs: dict[str, FrameInputSpec | EpochInputSpec]
     path: str
+    ble: BleSpec | None = None
+    mqtt: MqttSpec | None = None
+
+    def codecs(self) -> dict[int, StreamCodec]:
+        """The decoder's stream table: wire code → codec."""
+        return {s.wire.code: s.codec() for s in self.streams.values() if s.wire is not None}
 
     def input(self, name: str) -> FrameInputSpec | EpochInputSpec:
         try:
@@ -167,9 +211,13 @@ def _parse(doc: dict[str, Any], where: str) -> DeviceProfile:
             _need(s, "unit", str, loc),
             str(s.get("location", "")),
             timing,
+            _parse_wire(s, len(axes), loc) if "code" in s else None,
         )
     if not streams:
         raise DeviceError(f"{where}: a device needs at least one stream")
+    codes = [s.wire.code for s in streams.values() if s.wire is not None]
+    if len(set(codes)) != len(codes):
+        raise DeviceError(f"{where}: stream codes must be distinct, got {sorted(codes)}")
     inputs: dict[str, FrameInputSpec | EpochInputSpec] = {}
     for iname, spec in (doc.get("inputs") or {}).items():
         loc = f"{where}: inputs.{iname}"
@@ -180,7 +228,46 @@ def _parse(doc: dict[str, Any], where: str) -> DeviceProfile:
             inputs[iname] = _parse_epochs(iname, spec, streams, loc)
         else:
             raise DeviceError(f"{loc}: 'layout' must be 'frames' or 'epochs', got {layout!r}")
-    return DeviceProfile(name, str(doc.get("title", name)), streams, inputs, where)
+    ble = _parse_section(doc, "ble", BleSpec, where)
+    mqtt = _parse_section(doc, "mqtt", MqttSpec, where)
+    if ble is not None:
+        for field in ("service", "control", "data"):
+            try:
+                uuid.UUID(getattr(ble, field))
+            except ValueError:
+                raise DeviceError(f"{where}: ble.{field} is not a UUID") from None
+    return DeviceProfile(name, str(doc.get("title", name)), streams, inputs, where, ble, mqtt)
+
+
+def _parse_section(doc: dict[str, Any], key: str, cls: type, where: str):
+    raw = doc.get(key)
+    if raw is None:
+        return None
+    loc = f"{where}: [{key}]"
+    fields = list(cls.__dataclass_fields__)
+    extra = set(raw) - set(fields)
+    if extra:
+        raise DeviceError(f"{loc}: unknown keys {sorted(extra)}")
+    return cls(**{f: _need(raw, f, str, loc) for f in fields})
+
+
+def _parse_wire(s: dict[str, Any], n_axes: int, loc: str) -> WireSpec:
+    code = _need(s, "code", int, loc)
+    if not 0 <= code <= 255:
+        raise DeviceError(f"{loc}: 'code' must fit a byte (0-255), got {code}")
+    fmt = _need(s, "sample_format", str, loc)
+    if fmt not in FORMATS:
+        raise DeviceError(f"{loc}: 'sample_format' must be one of {sorted(FORMATS)}, got {fmt!r}")
+    scale = _positive(s, "scale", loc)
+    offset = float(s.get("offset", 0.0))
+    n = _need(s, "frame_samples", int, loc)
+    wire = WireSpec(code, fmt, scale, offset, n)
+    limit = StreamCodec("", code, n_axes, fmt, scale).max_samples()
+    if not 1 <= n <= min(limit, 255):
+        raise DeviceError(
+            f"{loc}: 'frame_samples' must be 1..{min(limit, 255)} so a raw frame fits 244 bytes"
+        )
+    return wire
 
 
 def _stream_of(item: dict[str, Any], streams: dict[str, StreamSpec], loc: str) -> StreamSpec:

@@ -1,0 +1,177 @@
+"""Receiving frames: decode, check, put back in order, count everything that went wrong.
+
+``SequenceTracker`` (one per stream) unwraps the u16 sequence number and holds frames that arrive
+early in a reorder window: a late frame within the window is put back in place (``reordered``),
+a repeated one dropped (``duplicates``), and a missing one declared ``lost`` only once the window
+has moved past it. A frame older than that is rejected as a ``sequence regression``.
+
+``Receiver`` decodes bytes against the device's stream table, rejects malformed frames and
+implausible timestamps with a reason (counted, logged, never raised), and releases good frames
+per stream in sequence order with their absolute frame number.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from edge.devices.codec import Frame, Rejected, decode
+from edge.devices.profile import DeviceProfile
+
+log = logging.getLogger("sleepedge.receiver")
+SEQ_MOD = 1 << 16
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    late: int = 0
+    sensor_off: int = 0
+
+
+@dataclass(frozen=True)
+class Released:
+    """A frame in sequence order; ``number`` is its unwrapped sequence number (0, 1, 2, …
+    from the first frame seen); ``lost_before`` frames were declared lost just before it."""
+
+    frame: Frame
+    number: int
+    lost_before: int
+
+
+class SequenceTracker:
+    """Orders one stream's frames by unwrapped sequence number (see module docstring)."""
+
+    def __init__(self, window: int = 32) -> None:
+        if window < 1:
+            raise ValueError(f"reorder window must be >= 1, got {window}")
+        self.window = window
+        self.stats = StreamStats()
+        self._next: int | None = None  # unwrapped number expected next
+        self._held: dict[int, Frame] = {}
+        self._lost: deque[int] = deque(maxlen=4 * window)  # recently declared lost
+        self._seen: deque[int] = deque(maxlen=4 * window)  # recently released
+        self._base: int | None = None  # unwrapped number of the first frame
+
+    def number(self, seq: int) -> int:
+        """Unwrapped frame number of ``seq`` relative to the first frame (nearest to now)."""
+        return self._unwrap(seq) - self._base
+
+    def _unwrap(self, seq: int) -> int:
+        ref = self._next
+        d = (seq - ref) % SEQ_MOD
+        return ref + d if d < SEQ_MOD // 2 else ref + d - SEQ_MOD
+
+    def accept(self, frame: Frame) -> tuple[list[Released], str | None]:
+        """Frames now releasable in order, and a rejection reason (or None)."""
+        if self._next is None:
+            self._next = self._base = frame.seq
+        n = self._unwrap(frame.seq)
+        if n < self._next:
+            if n in self._seen:
+                self.stats.duplicates += 1
+                return [], None
+            self.stats.late += 1  # declared lost already, or older than we remember
+            return [], "sequence regression"
+        if n in self._held:
+            self.stats.duplicates += 1
+            return [], None
+        if self._held and n < max(self._held):
+            self.stats.reordered += 1  # arrived after a later frame, within the window
+        self._held[n] = frame
+        out = self._drain()
+        while self._held and max(self._held) - self._next >= self.window:
+            out += self._skip_to(min(self._held))
+        return out, None
+
+    def _drain(self, lost_before: int = 0) -> list[Released]:
+        out = []
+        while self._next in self._held:
+            frame = self._held.pop(self._next)
+            out.append(Released(frame, self._next - self._base, lost_before))
+            lost_before = 0
+            self._seen.append(self._next)
+            self.stats.frames += 1
+            self.stats.sensor_off += frame.sensor_off
+            self._next += 1
+        return out
+
+    def _skip_to(self, n: int) -> list[Released]:
+        missing = n - self._next
+        self.stats.lost += missing
+        self._lost.extend(range(self._next, n))
+        log.info("declared %d frame(s) lost before frame %d", missing, n - self._base)
+        self._next = n
+        return self._drain(missing)
+
+    def flush(self) -> list[Released]:
+        """End of stream: whatever is held is released; the holes before it are lost."""
+        out: list[Released] = []
+        while self._held:
+            out += self._skip_to(min(self._held))
+        return out
+
+
+@dataclass
+class Receiver:
+    """Decode + check + order frames of one device; counters say what happened to each byte."""
+
+    profile: DeviceProfile
+    window: int = 32
+    max_clock_error_s: float = 2.0
+    rejected: Counter = field(default_factory=Counter)
+    trackers: dict[str, SequenceTracker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._codecs = self.profile.codecs()
+        self._last_t: dict[str, tuple[int, int]] = {}  # stream -> (number, t_device_ns)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        log.warning("rejected frame: %s (%s)", reason, detail)
+
+    def feed(self, data: bytes) -> list[Released]:
+        """One frame's bytes in; frames released in order out. Never raises on bad bytes."""
+        item = decode(self._codecs, data)
+        if isinstance(item, Rejected):
+            self._reject(item.reason, item.detail)
+            return []
+        if not self._plausible_time(item):
+            return []
+        tracker = self.trackers.setdefault(item.stream, SequenceTracker(self.window))
+        out, reason = tracker.accept(item)
+        if reason:
+            self._reject(reason, f"{item.stream} seq {item.seq}")
+        for r in out:
+            self._last_t[r.frame.stream] = (r.number, r.frame.t_device_ns)
+        return out
+
+    def _plausible_time(self, frame: Frame) -> bool:
+        """Reject a timestamp far from where the sequence number says the frame belongs."""
+        last = self._last_t.get(frame.stream)
+        tracker = self.trackers.get(frame.stream)
+        if last is None or tracker is None:
+            return True
+        spec = self.profile.streams[frame.stream]
+        number = tracker.number(frame.seq)
+        per_frame = spec.wire.frame_samples / spec.rate_hz
+        expected = last[1] + (number - last[0]) * per_frame * 1e9
+        error = abs(frame.t_device_ns - expected) / 1e9
+        if error > self.max_clock_error_s + 0.01 * abs(number - last[0]) * per_frame:
+            self._reject("absurd timestamp", f"{frame.stream} off by {error:.1f} s")
+            return False
+        return True
+
+    def flush(self) -> list[Released]:
+        return [r for t in self.trackers.values() for r in t.flush()]
+
+    def counts(self) -> dict[str, int]:
+        """Totals over all streams, plus rejections by reason."""
+        total = Counter()
+        for t in self.trackers.values():
+            total.update({k: v for k, v in vars(t.stats).items()})
+        return {**total, **{f"rejected:{k}": v for k, v in self.rejected.items()}}
