@@ -172,7 +172,7 @@ def test_receiver_orders_and_counts(data):
     rest = sent[1:] + dups
     rest.sort(key=lambda k: k + data.draw(st.floats(0, 8)))  # displaced by < 8 < window
     order = sent[:1] + rest  # numbering starts at the first frame received
-    rx = Receiver(ANNE, window=16)
+    rx = Receiver(ANNE, window_s=2.0)  # 16 frames of ECG
     released = []
     for b in frames_for("ecg", order):
         released += rx.feed(b)

@@ -13,6 +13,7 @@ per stream in sequence order with their absolute frame number.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -56,6 +57,7 @@ class SequenceTracker:
         self._lost: deque[int] = deque(maxlen=4 * window)  # recently declared lost
         self._seen: deque[int] = deque(maxlen=4 * window)  # recently released
         self._base: int | None = None  # unwrapped number of the first frame
+        self._pending_lost = 0  # declared lost, not yet reported with a released frame
 
     def number(self, seq: int) -> int:
         """Unwrapped frame number of ``seq`` relative to the first frame (nearest to now)."""
@@ -85,15 +87,15 @@ class SequenceTracker:
         self._held[n] = frame
         out = self._drain()
         while self._held and max(self._held) - self._next >= self.window:
-            out += self._skip_to(min(self._held))
+            out += self._skip_to(self._next + 1)  # give up on one frame at a time
         return out, None
 
-    def _drain(self, lost_before: int = 0) -> list[Released]:
+    def _drain(self) -> list[Released]:
         out = []
         while self._next in self._held:
             frame = self._held.pop(self._next)
-            out.append(Released(frame, self._next - self._base, lost_before))
-            lost_before = 0
+            out.append(Released(frame, self._next - self._base, self._pending_lost))
+            self._pending_lost = 0
             self._seen.append(self._next)
             self.stats.frames += 1
             self.stats.sensor_off += frame.sensor_off
@@ -101,12 +103,14 @@ class SequenceTracker:
         return out
 
     def _skip_to(self, n: int) -> list[Released]:
+        """Declare frames [next, n) lost, then release what has become contiguous."""
         missing = n - self._next
         self.stats.lost += missing
         self._lost.extend(range(self._next, n))
         log.info("declared %d frame(s) lost before frame %d", missing, n - self._base)
         self._next = n
-        return self._drain(missing)
+        self._pending_lost += missing
+        return self._drain()
 
     def flush(self) -> list[Released]:
         """End of stream: whatever is held is released; the holes before it are lost."""
@@ -121,7 +125,7 @@ class Receiver:
     """Decode + check + order frames of one device; counters say what happened to each byte."""
 
     profile: DeviceProfile
-    window: int = 32
+    window_s: float = 2.0  # reorder window per stream, in seconds of frames (at least 8 frames)
     max_clock_error_s: float = 2.0
     rejected: Counter = field(default_factory=Counter)
     trackers: dict[str, SequenceTracker] = field(default_factory=dict)
@@ -142,7 +146,13 @@ class Receiver:
             return []
         if not self._plausible_time(item):
             return []
-        tracker = self.trackers.setdefault(item.stream, SequenceTracker(self.window))
+        tracker = self.trackers.get(item.stream)
+        if tracker is None:
+            spec = self.profile.streams[item.stream]
+            per_s = spec.rate_hz / spec.wire.frame_samples
+            tracker = self.trackers[item.stream] = SequenceTracker(
+                max(8, math.ceil(self.window_s * per_s))
+            )
         out, reason = tracker.accept(item)
         if reason:
             self._reject(reason, f"{item.stream} seq {item.seq}")
