@@ -16,3 +16,16 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=400)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto on a free loopback port (see tests/mosquitto.py)."""
+    from tests.mosquitto import Broker
+
+    b = Broker(tmp_path).start()
+    yield b
+    b.stop()

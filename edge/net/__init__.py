@@ -1,0 +1,1 @@
+"""Network plumbing shared by sources and the simulator (MQTT client set-up)."""
