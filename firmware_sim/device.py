@@ -63,6 +63,15 @@ class VirtualDevice:
             if spec.timing == "timestamped" and name not in self.times:
                 raise ValueError(f"{name} is timestamped: give its sample times")
 
+    @classmethod
+    def from_recording(cls, profile: DeviceProfile, recording, **kw) -> VirtualDevice:
+        """Play a ``firmware_sim.recordings.Recording``: regular streams at the device's own
+        sample clock, timestamped streams at their recorded times."""
+        times = {
+            n: t for n, t in recording.times.items() if profile.streams[n].timing == "timestamped"
+        }
+        return cls(profile, recording.signals, times, **kw)
+
     @property
     def clock_rate(self) -> float:
         return 1.0 + self.drift_ppm * 1e-6

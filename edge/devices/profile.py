@@ -40,6 +40,14 @@ class StreamSpec:
     location: str
     timing: str
     wire: WireSpec | None = None
+    file_labels: tuple[tuple[str, ...], ...] = ()  # per axis: channel names in recorded files
+
+    def labels_for_axis(self, i: int) -> tuple[str, ...]:
+        """Names a recorded file may give axis i: the descriptor's, then the defaults
+        ``<stream>`` (one axis) or ``<stream>_<axis>``."""
+        given = self.file_labels[i] if i < len(self.file_labels) else ()
+        default = self.name if self.n_axes == 1 else f"{self.name}_{self.axes[i]}"
+        return (*given, default)
 
     @property
     def n_axes(self) -> int:
@@ -212,6 +220,7 @@ def _parse(doc: dict[str, Any], where: str) -> DeviceProfile:
             str(s.get("location", "")),
             timing,
             _parse_wire(s, len(axes), loc) if "code" in s else None,
+            _parse_file_labels(s.get("file_labels", []), len(axes), loc),
         )
     if not streams:
         raise DeviceError(f"{where}: a device needs at least one stream")
@@ -249,6 +258,17 @@ def _parse_section(doc: dict[str, Any], key: str, cls: type, where: str):
     if extra:
         raise DeviceError(f"{loc}: unknown keys {sorted(extra)}")
     return cls(**{f: _need(raw, f, str, loc) for f in fields})
+
+
+def _parse_file_labels(raw: Any, n_axes: int, loc: str) -> tuple[tuple[str, ...], ...]:
+    ok = (
+        isinstance(raw, list)
+        and len(raw) in (0, n_axes)
+        and all(isinstance(a, list) and all(isinstance(x, str) for x in a) for a in raw)
+    )
+    if not ok:
+        raise DeviceError(f"{loc}: 'file_labels' must be one list of names per axis ({n_axes})")
+    return tuple(tuple(a) for a in raw)
 
 
 def _parse_wire(s: dict[str, Any], n_axes: int, loc: str) -> WireSpec:

@@ -1,0 +1,159 @@
+"""Recorded files a virtual device can play: EDF/EDF+ (edfio), per-stream CSV, NPZ.
+
+Channels are matched to the device's streams by the descriptor's ``file_labels`` (case and
+surrounding spaces ignored), so a Sleep-EDF PSG or an ANNE export plays on the matching profile
+without code. A matched channel whose rate differs from the stream's is an error, never a silent
+resample. Formats:
+
+- EDF/EDF+: one signal per stream axis, physical values as edfio reads them.
+- CSV directory: ``<stream>.csv`` per stream, a header row, first column the sample time in
+  seconds (``time_s``), then one column per axis (ANNE exports are laid out this way).
+- NPZ: ``<stream>`` arrays shaped (axes, n), and ``<stream>__times`` for timestamped streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.devices import DeviceProfile
+
+
+class RecordingError(ValueError):
+    """A file cannot be played on this device; the message says which file and why."""
+
+
+@dataclass
+class Recording:
+    signals: dict[str, np.ndarray]  # stream -> (axes, n), physical units
+    times: dict[str, np.ndarray] = field(default_factory=dict)  # timestamped streams only
+    source: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return max((t[-1] for t in self.times.values() if t.size), default=0.0)
+
+
+def _norm(label: str) -> str:
+    return label.strip().lower()
+
+
+def _check_rate(profile: DeviceProfile, stream: str, rate: float, where: str) -> None:
+    spec = profile.streams[stream]
+    if spec.timing == "regular" and abs(rate - spec.rate_hz) > 1e-6 * spec.rate_hz:
+        raise RecordingError(
+            f"{where}: {stream!r} is recorded at {rate:g} Hz but device {profile.name!r} "
+            f"samples it at {spec.rate_hz:g} Hz"
+        )
+
+
+def read_edf(path: Path, profile: DeviceProfile) -> Recording:
+    import edfio
+
+    try:
+        edf = edfio.read_edf(path)
+    except Exception as exc:  # edfio raises several types for malformed files
+        raise RecordingError(f"{path}: not a readable EDF file ({exc})") from None
+    by_label = {_norm(s.label): s for s in edf.signals}
+    signals: dict[str, np.ndarray] = {}
+    for name, spec in profile.streams.items():
+        axes = []
+        for i in range(spec.n_axes):
+            match = next(
+                (by_label[_norm(lab)] for lab in spec.labels_for_axis(i) if _norm(lab) in by_label),
+                None,
+            )
+            if match is None:
+                break
+            _check_rate(profile, name, match.sampling_frequency, str(path))
+            axes.append(np.asarray(match.data, dtype=np.float64))
+        if len(axes) == spec.n_axes:
+            n = min(a.size for a in axes)
+            signals[name] = np.stack([a[:n] for a in axes])
+    if not signals:
+        raise RecordingError(
+            f"{path}: no channel matches a stream of device {profile.name!r} "
+            f"(labels here: {sorted(by_label)})"
+        )
+    rec = Recording(signals, {}, str(path))
+    _add_regular_times(rec, profile)
+    return rec
+
+
+def read_csv_dir(path: Path, profile: DeviceProfile) -> Recording:
+    signals, times = {}, {}
+    for name, spec in profile.streams.items():
+        f = path / f"{name}.csv"
+        if not f.exists():
+            continue
+        try:
+            table = np.loadtxt(f, delimiter=",", skiprows=1, ndmin=2)
+        except ValueError as exc:
+            raise RecordingError(f"{f}: not a numeric CSV with a header row ({exc})") from None
+        if table.shape[1] != 1 + spec.n_axes:
+            raise RecordingError(
+                f"{f}: expected time + {spec.n_axes} columns, got {table.shape[1]}"
+            )
+        t = table[:, 0]
+        if t.size > 1 and np.any(np.diff(t) <= 0):
+            raise RecordingError(f"{f}: times must be strictly increasing")
+        if spec.timing == "regular" and t.size > 1:
+            _check_rate(profile, name, (t.size - 1) / (t[-1] - t[0]), str(f))
+        signals[name] = table[:, 1:].T.copy()
+        times[name] = t
+    if not signals:
+        raise RecordingError(
+            f"{path}: no <stream>.csv for device {profile.name!r} "
+            f"(streams: {sorted(profile.streams)})"
+        )
+    return Recording(signals, times, str(path))
+
+
+def read_npz(path: Path, profile: DeviceProfile) -> Recording:
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise RecordingError(f"{path}: not a readable NPZ file ({exc})") from None
+    signals, times = {}, {}
+    with z:
+        for name, spec in profile.streams.items():
+            if name not in z.files:
+                continue
+            x = np.asarray(z[name], dtype=np.float64)
+            if x.ndim == 1 and spec.n_axes == 1:
+                x = x[None]
+            if x.ndim != 2 or x.shape[0] != spec.n_axes:
+                raise RecordingError(f"{path}: {name!r} must be ({spec.n_axes}, n), got {x.shape}")
+            signals[name] = x
+            if f"{name}__times" in z.files:
+                times[name] = np.asarray(z[f"{name}__times"], dtype=np.float64)
+            elif spec.timing == "timestamped":
+                raise RecordingError(f"{path}: timestamped stream {name!r} needs {name}__times")
+    if not signals:
+        raise RecordingError(f"{path}: no array named after a stream of {profile.name!r}")
+    rec = Recording(signals, times, str(path))
+    _add_regular_times(rec, profile)
+    return rec
+
+
+def _add_regular_times(rec: Recording, profile: DeviceProfile) -> None:
+    for name, x in rec.signals.items():
+        if name not in rec.times:
+            rec.times[name] = np.arange(x.shape[1]) / profile.streams[name].rate_hz
+
+
+def load_recording(path: str | Path, profile: DeviceProfile) -> Recording:
+    """Read any supported recording for ``profile``; ``RecordingError`` says what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise RecordingError(f"{p}: no such file or directory")
+    if p.is_dir():
+        return read_csv_dir(p, profile)
+    suffix = p.suffix.lower()
+    if suffix in (".edf", ".bdf", ".rec"):
+        return read_edf(p, profile)
+    if suffix == ".npz":
+        return read_npz(p, profile)
+    raise RecordingError(f"{p}: unknown recording type (EDF, a CSV directory or NPZ)")

@@ -1,0 +1,122 @@
+"""Recorded files played by a virtual device: EDF written with edfio, CSV exports, NPZ."""
+
+import edfio
+import numpy as np
+import pytest
+
+from edge.devices import load_device
+from edge.devices.receiver import Receiver
+from firmware_sim.device import VirtualDevice
+from firmware_sim.recordings import RecordingError, load_recording
+
+PSG = load_device("psg")
+ANNE = load_device("anne")
+
+
+def write_psg_edf(path, seconds=120, seed=0, eeg_rate=100):
+    rng = np.random.default_rng(seed)
+    sig = [
+        edfio.EdfSignal(
+            40 * rng.standard_normal(seconds * eeg_rate),
+            eeg_rate,
+            label="EEG Fpz-Cz",
+            physical_dimension="uV",
+            physical_range=(-500.0, 500.0),
+        ),
+        edfio.EdfSignal(
+            30 * rng.standard_normal(seconds * 100),
+            100,
+            label="EEG Pz-Oz",
+            physical_dimension="uV",
+            physical_range=(-500.0, 500.0),
+        ),
+        edfio.EdfSignal(
+            60 * rng.standard_normal(seconds * 100),
+            100,
+            label="EOG horizontal",
+            physical_dimension="uV",
+            physical_range=(-1000.0, 1000.0),
+        ),
+        edfio.EdfSignal(
+            np.abs(5 + rng.standard_normal(seconds)),
+            1,
+            label="EMG submental",
+            physical_dimension="uV",
+            physical_range=(0.0, 100.0),
+        ),
+        edfio.EdfSignal(
+            rng.standard_normal(seconds), 1, label="Resp oro-nasal", physical_range=(-10.0, 10.0)
+        ),
+    ]
+    edfio.Edf(sig).write(path)
+    return edfio.read_edf(path)
+
+
+def test_edf_replay_reproduces_its_samples(tmp_path):
+    path = tmp_path / "SC4001E0-PSG.edf"
+    edf = write_psg_edf(path)
+    rec = load_recording(path, PSG)
+    assert set(rec.signals) == {"eeg_fpz_cz", "eeg_pz_oz", "eog", "emg"}  # Resp: no stream
+    for name, label in [("eeg_fpz_cz", "EEG Fpz-Cz"), ("emg", "EMG submental")]:
+        np.testing.assert_array_equal(rec.signals[name][0], edf.get_signal(label).data)
+    # through the wire: the device's 0.1 µV ADC step is the only change
+    dev = VirtualDevice.from_recording(PSG, rec)
+    rx = Receiver(PSG)
+    released = [r for f in dev.frames() for r in rx.feed(f.data)] + rx.flush()
+    for name, x in rec.signals.items():
+        got = np.concatenate([r.frame.samples for r in released if r.frame.stream == name], 1)
+        np.testing.assert_allclose(got, x, rtol=0, atol=0.05 + 1e-9)
+    assert rx.counts()["lost"] == 0
+
+
+def test_csv_export_directory(tmp_path):
+    rng = np.random.default_rng(1)
+    t = np.arange(512 * 20) / 512
+    np.savetxt(
+        tmp_path / "ecg.csv",
+        np.c_[t, rng.standard_normal(t.size)],
+        delimiter=",",
+        header="time_s,ecg_mV",
+        comments="",
+    )
+    tt = np.arange(20) + 0.37
+    np.savetxt(
+        tmp_path / "temp_chest.csv",
+        np.c_[tt, 34 + 0.1 * rng.standard_normal(20)],
+        delimiter=",",
+        header="time_s,temp_C",
+        comments="",
+    )
+    rec = load_recording(tmp_path, ANNE)
+    assert set(rec.signals) == {"ecg", "temp_chest"}
+    np.testing.assert_array_equal(rec.times["temp_chest"], tt)
+    frames = list(VirtualDevice.from_recording(ANNE, rec).frames())
+    temps = [f for f in frames if f.stream == "temp_chest"]
+    assert [round(f.t_send_s, 2) for f in temps] == [round(x, 2) for x in tt]
+
+
+def test_npz(tmp_path):
+    acc = np.random.default_rng(2).standard_normal((3, 2100)) * 0.1
+    np.savez(tmp_path / "night.npz", acc=acc)
+    rec = load_recording(tmp_path / "night.npz", ANNE)
+    np.testing.assert_array_equal(rec.signals["acc"], acc)
+
+
+def test_bad_recordings_fail_clearly(tmp_path):
+    path = tmp_path / "fast.edf"
+    write_psg_edf(path, seconds=10, eeg_rate=200)
+    with pytest.raises(RecordingError, match="recorded at 200 Hz but device 'psg' samples it"):
+        load_recording(path, PSG)
+    with pytest.raises(RecordingError, match="no channel matches"):
+        load_recording(path, ANNE)
+    (tmp_path / "junk.edf").write_bytes(b"not an edf")
+    with pytest.raises(RecordingError, match="not a readable EDF"):
+        load_recording(tmp_path / "junk.edf", PSG)
+    with pytest.raises(RecordingError, match="no such file"):
+        load_recording(tmp_path / "missing.edf", PSG)
+    (tmp_path / "x.wav").write_bytes(b"")
+    with pytest.raises(RecordingError, match="unknown recording type"):
+        load_recording(tmp_path / "x.wav", PSG)
+    np.savez(tmp_path / "t.npz", temp_chest=np.ones((1, 5)))
+    with pytest.raises(RecordingError, match="needs temp_chest__times"):
+        load_recording(tmp_path / "t.npz", ANNE)
