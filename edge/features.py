@@ -174,6 +174,7 @@ class EpochPipeline:
             start = int(round(start_s * rate))
             self._buffers.append(EpochBuffer(length, start))
         self._pending: list[list[SampleEpochs]] = [[] for _ in spec.channels]
+        self._lead: tuple[int, ...] = ()  # leading (device) axes, from the first push
 
     def _collect(self, i: int, ep: SampleEpochs) -> None:
         c = self.spec.channels[i]
@@ -192,6 +193,7 @@ class EpochPipeline:
         if stream not in self.streams:
             raise KeyError(f"unknown stream {stream!r}; this input uses {sorted(self.streams)}")
         x = _check_axes(self.streams[stream], chunk)
+        self._lead = x.shape[:-2]
         for i, c in enumerate(self.spec.channels):
             if c.stream.name == stream:
                 y = self._chains[i].push(x) if self._chains[i] is not None else x
@@ -226,11 +228,12 @@ class EpochPipeline:
     def _merge(self, i: int, n: int) -> SampleEpochs:
         parts = self._pending[i]
         if not parts:
+            lead = self._lead
             return SampleEpochs(
                 np.zeros(0, np.int64),
-                np.zeros((0, 1, self.spec.epoch_len)),
+                np.zeros((0, *lead, 1, self.spec.epoch_len)),
                 np.zeros(0, bool),
-                np.zeros((0, 1)),
+                np.zeros((0, *lead, 1)),
             )
         idx = np.concatenate([p.index for p in parts])
         data = np.concatenate([p.data for p in parts])

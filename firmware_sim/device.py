@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.devices import DeviceProfile
-from edge.devices.codec import encode
+from edge.devices.codec import FORMATS, encode_ints, quantize
 
 # Control point commands (one write = [opcode u8][stream code u8]; 0xFF = all streams).
 START, STOP = 0x01, 0x02
@@ -106,12 +106,14 @@ class VirtualDevice:
         off = np.zeros(n, dtype=bool)
         for a, b in self.sensor_off.get(name, []):
             off |= (t_true >= a) & (t_true < b)
+        ints = x if codec.fmt == FORMATS["float32"] else quantize(codec, x)  # the ADC, once
+        ints = np.where(off[None], 0, ints)  # leads off: nothing but the flag
         frames = []
         for k, s in enumerate(range(0, n, per)):
             e = min(s + per, n)
-            is_off = bool(off[s:e].any())
-            samples = np.zeros((spec.n_axes, e - s)) if is_off else x[:, s:e]
-            data = encode(codec, k, int(t_dev_ns[s]), samples, self.compress, is_off)
+            data = encode_ints(
+                codec, k, int(t_dev_ns[s]), ints[:, s:e], self.compress, bool(off[s:e].any())
+            )
             frames.append(SentFrame(float(t_true[e - 1]), name, k, data))
         return frames
 

@@ -175,6 +175,27 @@ def test_psg_chain_snapshot_restore(seed, data):
     np.testing.assert_array_equal(a, b)
 
 
+def test_psg_many_devices_equal_each_alone():
+    rng = np.random.default_rng(5)
+    profile = load_device("psg")
+    rec = {
+        k: 20 * rng.standard_normal((3, 1, int(100 * s.rate_hz)))
+        for k, s in profile.streams.items()
+    }  # 100 s for 3 devices, channels arriving unevenly
+    sched = [
+        (k, a, min(a + int(7 * s.rate_hz), rec[k].shape[-1]))
+        for k, s in profile.streams.items()
+        for a in range(0, rec[k].shape[-1], int(7 * s.rate_hz))
+    ]
+    together = np.concatenate([o.data for o in run_epochs(rec, sched)])
+    assert together.shape == (4, 3, 4, 3000)
+    for d in range(3):
+        alone = np.concatenate(
+            [o.data for o in run_epochs({k: v[d] for k, v in rec.items()}, sched)]
+        )
+        np.testing.assert_allclose(together[:, d], alone, rtol=0, atol=1e-12)
+
+
 def test_psg_late_start_lands_on_the_aasm_grid():
     rec = psg_recording(70.0, seed=3)
     sched = [(k, 0, v.shape[-1]) for k, v in rec.items()]

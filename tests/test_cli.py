@@ -10,16 +10,18 @@ def run(*args):
     )
 
 
-def test_sim_runs_the_anne_chain():
+def test_sim_plays_the_bundled_anne_night_over_the_wire():
     out = run("--source", "sim", "--duration", "90")
     assert out.returncode == 0, out.stderr
-    assert "90 feature frames of input 'mamba'" in out.stdout
+    assert "night synth:walch/46343" in out.stdout
+    assert "lost 0, rejected 0; 90 feature frames of input 'mamba'" in out.stdout
+    assert "real hypnogram of this night: W 3" in out.stdout  # the record's first 3 epochs
 
 
-def test_sim_runs_the_psg_chain():
-    out = run("--source", "sim", "--device", "psg", "--duration", "95", "--chunk", "7")
+def test_sim_plays_the_bundled_psg_night():
+    out = run("--source", "sim", "--device", "psg", "--duration", "95")
     assert out.returncode == 0, out.stderr
-    assert "4 epochs of input 'ulw_sleepnet'" in out.stdout  # 3 whole + 1 partial
+    assert "4 epochs of input 'ulw_sleepnet'" in out.stdout  # rounded up to whole epochs
 
 
 def test_expected_failures_are_one_line_not_tracebacks():

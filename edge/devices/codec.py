@@ -113,11 +113,14 @@ def _pack_bits(values: np.ndarray, width: int) -> bytes:
     return np.packbits(bits.ravel(), bitorder="little").tobytes()
 
 
+_BIT_WEIGHTS = {w: (1 << np.arange(w)).astype(np.int64) for w in range(1, 33)}
+
+
 def _unpack_bits(buf: bytes, width: int, count: int) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")
-    bits = bits[: count * width].reshape(count, width).astype(np.int64)
-    u = (bits << np.arange(width)).sum(axis=1)
-    return np.where(u >= 1 << (width - 1), u - (1 << width), u)
+    bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), count=count * width, bitorder="little")
+    u = bits.reshape(count, width).dot(_BIT_WEIGHTS[width])
+    u[u >= 1 << (width - 1)] -= 1 << width  # two's complement sign
+    return u
 
 
 def quantize(codec: StreamCodec, samples: np.ndarray) -> np.ndarray:
@@ -139,15 +142,30 @@ def encode(
     samples = np.asarray(samples, dtype=np.float64)
     if samples.ndim != 2 or samples.shape[0] != codec.n_axes:
         raise ValueError(f"{codec.name}: samples must be ({codec.n_axes}, n), got {samples.shape}")
-    n = samples.shape[1]
+    if codec.fmt == FORMATS["float32"]:
+        return encode_ints(codec, seq, t_device_ns, samples, compress, sensor_off)
+    return encode_ints(codec, seq, t_device_ns, quantize(codec, samples), compress, sensor_off)
+
+
+def encode_ints(
+    codec: StreamCodec,
+    seq: int,
+    t_device_ns: int,
+    ints: np.ndarray,
+    compress: bool = True,
+    sensor_off: bool = False,
+) -> bytes:
+    """Encode (axes, n) ADC integers (``quantize`` output; float32 streams: the values).
+    A device quantizes a whole stream once and frames slices of it with this."""
+    n = ints.shape[1]
     if not 1 <= n <= 255:
         raise ValueError(f"{codec.name}: a frame holds 1..255 samples per axis, got {n}")
     fmt = codec.fmt
     flags = fmt | (SENSOR_OFF_BIT if sensor_off else 0)
     if fmt == FORMATS["float32"]:
-        payload = np.ascontiguousarray(samples.T, dtype="<f4").tobytes()
+        payload = np.ascontiguousarray(ints.T, dtype="<f4").tobytes()
     else:
-        ints = quantize(codec, samples).T  # (n, axes), sample-major
+        ints = ints.T  # (n, axes), sample-major
         payload = _pack_ints(ints, fmt)
         if compress and n > 1:
             deltas = np.diff(ints, axis=0).ravel()
@@ -208,9 +226,13 @@ def decode(codecs: dict[int, StreamCodec], data: bytes) -> Frame | Rejected:
         need = ref_len + 1 + (count * w + 7) // 8
         if len(body) != need:
             return _reject("bad length", f"{len(body)} payload bytes, expected {need}", size)
-        ref = _unpack_ints(body[:ref_len], fmt, axes)
-        deltas = _unpack_bits(body[ref_len + 1 :], w, count).reshape(n - 1, axes)
-        ints = np.concatenate((ref[None], ref[None] + np.cumsum(deltas, axis=0)), axis=0)
+        ints = np.empty((n, axes), dtype=np.int64)
+        ints[0] = [
+            int.from_bytes(body[i : i + width], "little", signed=True)
+            for i in range(0, ref_len, width)
+        ]
+        ints[1:] = _unpack_bits(body[ref_len + 1 :], w, count).reshape(n - 1, axes)
+        np.cumsum(ints, axis=0, out=ints)
         values = ints.T * codec.scale + codec.offset
     else:
         need = n * axes * width

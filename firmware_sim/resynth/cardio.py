@@ -81,7 +81,8 @@ def chest_acc(
 def skin_temperature(
     duration_s: float, base: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """~1 Hz timestamped samples (jittered device timing) of a slow random walk around base."""
+    """~1 Hz timestamped samples (jittered device timing) of a slow mean-reverting walk around
+    ``base`` (±0.4 over ~30 min); also the generic 1 Hz EMG envelope of the PSG profile."""
     n = int(duration_s)
     t = np.arange(n) + 0.2 + rng.uniform(-0.05, 0.05, n)
     a = np.exp(-1 / 1800.0)

@@ -11,7 +11,7 @@ import numpy as np
 from edge.devices import load_device
 from firmware_sim.recordings import Recording
 from firmware_sim.resynth import cardio, eeg
-from firmware_sim.resynth.data import data_root
+from firmware_sim.resynth.data import data_root, find_record
 
 EEG_SCALE_UV = {"eeg_fpz_cz": 25.0, "eeg_pz_oz": 20.0, "eog": 40.0}  # per night z-score → µV
 WALCH_STAGE = {0: 0, 1: 1, 2: 2, 3: 3, 4: 3, 5: 4}  # sleep_classifiers coding → W N1 N2 N3 REM
@@ -38,9 +38,7 @@ def sleep_edf_night(
     night: str, seed: int = 0, root: Path | None = None, max_epochs: int | None = None
 ) -> SynthNight:
     """PSG at 100 Hz (EMG as the 1 Hz envelope) with the night's real band powers per epoch."""
-    path = (root or data_root()) / "sleep_edf" / "bandpower_features" / f"{night}.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"no Sleep-EDF features for night {night!r} at {path}")
+    path = find_record(f"sleep_edf/bandpower_features/{night}.npz", root)
     with np.load(path) as z:
         x, y = z["X"].astype(np.float64), z["y"].astype(np.int8)
     if max_epochs:
@@ -49,9 +47,8 @@ def sleep_edf_night(
     signals = {}
     for ch, name in enumerate(("eeg_fpz_cz", "eeg_pz_oz", "eog")):
         signals[name] = eeg.synth_channel(x[:, ch, :5], scale=EEG_SCALE_UV[name], rng=rng)[None]
-    n_s = x.shape[0] * 30
-    walk = np.cumsum(rng.standard_normal(n_s)) * 0.05
-    signals["emg"] = np.abs(5.0 + walk - np.convolve(walk, np.ones(300) / 300, "same"))[None]
+    _, emg = cardio.skin_temperature(x.shape[0] * 30.0, 5.0, rng)  # generic slow walk, µV
+    signals["emg"] = np.abs(emg)
     rec = Recording(
         signals,
         {k: np.arange(v.shape[1]) / (1.0 if k == "emg" else 100.0) for k, v in signals.items()},
@@ -64,9 +61,7 @@ def walch_night(
     subject: str, seed: int = 0, root: Path | None = None, max_epochs: int | None = None
 ) -> SynthNight:
     """ANNE streams with the subject's real per-epoch heart rate and activity (Walch)."""
-    path = (root or data_root()) / "sleep_accel_walch" / "features" / f"{subject}.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"no Walch features for subject {subject!r} at {path}")
+    path = find_record(f"sleep_accel_walch/features/{subject}.npz", root)
     with np.load(path) as z:
         hr, count, t_h, y = (z[k].astype(np.float64) for k in ("hr", "count", "time", "y"))
     epoch = np.rint(t_h * 3600 / 30).astype(np.int64)

@@ -1,0 +1,57 @@
+"""Released frames → per-stream sample chunks on the session's time grid.
+
+The session anchor is the device timestamp of the first frame received. A regular stream's
+sample index is round((t_device − anchor) · rate), so a stream that starts late, a lost frame
+or a disconnect become NaN runs of exactly the missing length (gaps are events, never zeros,
+never a shift of the time grid); samples that overlap ones already delivered are dropped.
+Timestamped streams keep their times (seconds from the anchor). Sensor-off frames arrive as NaN.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.devices.profile import DeviceProfile
+from edge.devices.receiver import Released
+
+
+@dataclass
+class Chunk:
+    stream: str
+    samples: np.ndarray  # (axes, n)
+    times: np.ndarray | None  # seconds from the anchor, timestamped streams only
+
+
+@dataclass
+class SampleAssembler:
+    profile: DeviceProfile
+    anchor_ns: int | None = None
+    gap_samples: Counter = field(default_factory=Counter)  # NaN samples inserted, per stream
+    overlap_samples: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._next: dict[str, int] = {}
+
+    def add(self, item: Released) -> Chunk:
+        f = item.frame
+        spec = self.profile.streams[f.stream]
+        if self.anchor_ns is None:
+            self.anchor_ns = f.t_device_ns
+        offset_s = (f.t_device_ns - self.anchor_ns) / 1e9
+        if spec.timing == "timestamped":
+            return Chunk(f.stream, f.samples, offset_s + np.arange(f.n) / spec.rate_hz)
+        start = int(round(offset_s * spec.rate_hz))
+        expected = self._next.get(f.stream, 0)
+        x = f.samples
+        if start > expected:
+            self.gap_samples[f.stream] += start - expected
+            x = np.concatenate((np.full((spec.n_axes, start - expected), np.nan), x), axis=1)
+        elif start < expected:
+            drop = min(expected - start, f.n)
+            self.overlap_samples[f.stream] += drop
+            x = x[:, drop:]
+        self._next[f.stream] = max(expected, start + f.n)
+        return Chunk(f.stream, x, None)
