@@ -1,24 +1,155 @@
-"""``firmware-sim``: virtual ANNE and PSG devices (BLE and MQTT transports arrive with issue #3)."""
+"""``firmware-sim``: a virtual ANNE One or PSG device streaming over BLE or MQTT.
+
+    firmware-sim --device anne --source synth:walch/46343 --transport mqtt --broker HOST:PORT
+    firmware-sim --device psg --source night.edf --transport ble \\
+        --ble-transport tcp-client:127.0.0.1:6402 --speed 10
+
+Sources: a recorded file (EDF/EDF+, a CSV export directory, NPZ) or a night resynthesised from
+a real record (synth:walch/SUBJECT, synth:sleep-edf/NIGHT, synth:mmash/USER). Faults are seeded
+and reproducible. BLE needs a Bumble transport: start virtual controllers with
+``python -m bumble.apps.controllers tcp-server:127.0.0.1:6402 tcp-server:127.0.0.1:6403`` and
+connect a central to the second, or give a real radio (``usb:0``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 
-from edge.devices import available_devices
+from edge.devices import DeviceError, available_devices, load_device
+from edge.net.mqtt import BrokerAddress, MqttError
+from firmware_sim.device import VirtualDevice
+from firmware_sim.faults import FaultPlan, apply_faults
+from firmware_sim.player import play
+from firmware_sim.sources import SourceError, open_source
+
+DEFAULT_SOURCE = {"anne": "synth:walch/46343", "psg": "synth:sleep-edf/SC4001"}
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("speed must be positive or 'max'")
+    return value
+
+
+def _disconnect(text: str) -> tuple[float, float]:
+    try:
+        down, every = (float(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("use N/M: down N seconds every M seconds") from None
+    return down, every
+
+
+def _leads_off(text: str) -> tuple[str, float, float]:
+    try:
+        stream, span = text.split(":")
+        a, b = (float(v) for v in span.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("use STREAM:START-STOP in seconds") from None
+    return stream, a, b
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="firmware-sim", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="anne", help=f"device profile: {available_devices()}")
+    p.add_argument("--source", help="FILE or synth:… (default: the bundled night)")
+    p.add_argument("--transport", choices=["ble", "mqtt"], default="mqtt")
+    p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")
+    p.add_argument(
+        "--ble-transport",
+        default="tcp-client:127.0.0.1:6402",
+        help="Bumble transport for the peripheral",
+    )
+    p.add_argument("--device-id", default="sim0001")
+    p.add_argument("--speed", type=_speed, default=1.0, help="N × real time, or 'max'")
+    p.add_argument("--duration", type=float, help="play only the first N seconds")
+    p.add_argument("--seed", type=int, default=0)
+    f = p.add_argument_group("faults (seeded)")
+    f.add_argument("--loss", type=float, default=0.0, help="frame loss probability")
+    f.add_argument("--duplicate", type=float, default=0.0, help="duplicate probability")
+    f.add_argument("--reorder", type=float, default=0.0, help="reorder probability")
+    f.add_argument("--disconnect", type=_disconnect, help="N/M: link down N s every M s")
+    f.add_argument("--burst", type=float, default=0.0, help="deliver in bursts every S s")
+    f.add_argument("--drift-ppm", type=float, default=0.0, help="device clock drift")
+    f.add_argument(
+        "--leads-off",
+        type=_leads_off,
+        action="append",
+        default=[],
+        help="STREAM:START-STOP sensor off (repeatable)",
+    )
+    return p
+
+
+def _prepare(args):
+    profile = load_device(args.device)
+    recording, _ = open_source(
+        args.source or DEFAULT_SOURCE.get(args.device, ""), profile, args.seed, args.duration
+    )
+    off: dict[str, list[tuple[float, float]]] = {}
+    for stream, a, b in args.leads_off:
+        if stream not in profile.streams:
+            raise SourceError(f"--leads-off: device {profile.name!r} has no stream {stream!r}")
+        off.setdefault(stream, []).append((a, b))
+    device = VirtualDevice.from_recording(
+        profile, recording, drift_ppm=args.drift_ppm, sensor_off=off
+    )
+    down, every = args.disconnect or (0.0, 0.0)
+    plan = FaultPlan(args.seed, args.loss, args.duplicate, args.reorder, 3, down, every, args.burst)
+    deliveries, log = apply_faults(device.frames(), plan)
+    return profile, device, deliveries, log
+
+
+def _run_mqtt(args, profile, deliveries) -> int:
+    from firmware_sim.transports.mqtt import MqttPublisher
+
+    pub = MqttPublisher(profile, BrokerAddress.parse(args.broker), args.device_id)
+    sent = play(deliveries, pub.send, args.speed)
+    pub.close()
+    print(
+        f"firmware-sim: published {sent:,} frames to "
+        f"{profile.mqtt.topic('raw', args.device_id, '<stream>')}"
+    )
+    return 0
+
+
+async def _run_ble(args, device, deliveries) -> int:
+    from firmware_sim.transports.ble import BlePeripheral
+    from firmware_sim.transports.bumble_link import transport_device
+
+    async with transport_device(
+        args.ble_transport, f"sim-{args.device_id}", "C0:98:E5:49:00:01"
+    ) as bumble_device:
+        peripheral = BlePeripheral(device, bumble_device, args.device_id, deliveries, args.speed)
+        await peripheral.start()
+        print(f"firmware-sim: advertising as {peripheral.name} on {args.ble_transport}", flush=True)
+        await peripheral.done.wait()
+        await asyncio.sleep(0.5)  # let the last notifications leave
+    print(f"firmware-sim: notified {peripheral.sent:,} frames")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="firmware-sim", description=__doc__)
-    p.add_argument("--device", default="anne", choices=available_devices())
-    p.add_argument("--transport", choices=["ble", "mqtt"], default="ble")
-    args = p.parse_args(argv)
-    print(
-        f"firmware-sim: the {args.transport.upper()} transport for virtual '{args.device}' devices "
-        "is not yet available (simulator issue #3)",
-        file=sys.stderr,
-    )
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="firmware-sim: %(message)s")
+    try:
+        profile, device, deliveries, log = _prepare(args)
+        if args.transport == "mqtt":
+            return _run_mqtt(args, profile, deliveries)
+        return asyncio.run(_run_ble(args, device, deliveries))
+    except (DeviceError, SourceError, MqttError, ValueError) as exc:
+        print(f"firmware-sim: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as exc:
+        print(f"firmware-sim: cannot open {args.ble_transport}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

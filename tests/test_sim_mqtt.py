@@ -104,3 +104,57 @@ def test_player_keeps_an_absolute_schedule():
     assert slept == [0.5, 1.0]  # t/speed from the start; no sleep for equal times
     assert play(ds, lambda f: None, speed=None, sleep=sleep, clock=lambda: now[0]) == 4
     assert len(slept) == 2  # "max" never sleeps
+
+
+def test_firmware_sim_cli_publishes_the_seeded_faulty_stream(broker):
+    import subprocess
+    import sys
+
+    from firmware_sim.cli import _prepare, build_parser
+
+    args = [
+        "--device",
+        "anne",
+        "--transport",
+        "mqtt",
+        "--broker",
+        f"127.0.0.1:{broker.port}",
+        "--duration",
+        "60",
+        "--speed",
+        "max",
+        "--device-id",
+        "cli1",
+        "--seed",
+        "7",
+        "--loss",
+        "0.05",
+        "--duplicate",
+        "0.02",
+        "--reorder",
+        "0.02",
+        "--drift-ppm",
+        "40",
+        "--leads-off",
+        "ecg:10-20",
+    ]
+    _, _, deliveries, truth = _prepare(build_parser().parse_args(args))
+    sub = Collector(BrokerAddress("127.0.0.1", broker.port), "sleepedge/v1/cli1/raw/#")
+    out = subprocess.run(
+        [sys.executable, "-m", "firmware_sim.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"published {len(deliveries):,} frames" in out.stdout
+    sub.wait_for(len(deliveries))
+    sub.close()
+    assert sub.payloads == [d.frame.data for d in deliveries]  # reproducible from the seed
+    rx = Receiver(ANNE)
+    for p in sub.payloads:
+        rx.feed(p)
+    rx.flush()
+    assert rx.counts()["duplicates"] == sum(truth.duplicated.values())
+    off = {d.frame.seq for d in deliveries if d.frame.stream == "ecg" and d.frame.data[1] & 0x20}
+    assert rx.trackers["ecg"].stats.sensor_off == len(off) > 0.9 * 10 * 512 / 64
