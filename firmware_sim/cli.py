@@ -105,10 +105,16 @@ def _prepare(args):
     return profile, device, deliveries, log
 
 
-def _run_mqtt(args, profile, deliveries) -> int:
+def _run_mqtt(args) -> int:
     from firmware_sim.transports.mqtt import MqttPublisher
 
+    profile = load_device(args.device)  # the broker first: fail fast, before a night is built
     pub = MqttPublisher(profile, BrokerAddress.parse(args.broker), args.device_id)
+    try:
+        _, _, deliveries, _ = _prepare(args)
+    except Exception:
+        pub.close()
+        raise
     sent = play(deliveries, pub.send, args.speed)
     pub.close()
     print(
@@ -118,13 +124,14 @@ def _run_mqtt(args, profile, deliveries) -> int:
     return 0
 
 
-async def _run_ble(args, device, deliveries) -> int:
+async def _run_ble(args) -> int:
     from firmware_sim.transports.ble import BlePeripheral
     from firmware_sim.transports.bumble_link import transport_device
 
     async with transport_device(
         args.ble_transport, f"sim-{args.device_id}", "C0:98:E5:49:00:01"
     ) as bumble_device:
+        _, device, deliveries, _ = _prepare(args)  # after the transport opened: fail fast
         peripheral = BlePeripheral(device, bumble_device, args.device_id, deliveries, args.speed)
         await peripheral.start()
         print(f"firmware-sim: advertising as {peripheral.name} on {args.ble_transport}", flush=True)
@@ -138,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="firmware-sim: %(message)s")
     try:
-        profile, device, deliveries, log = _prepare(args)
+        load_device(args.device)
         if args.transport == "mqtt":
-            return _run_mqtt(args, profile, deliveries)
-        return asyncio.run(_run_ble(args, device, deliveries))
+            return _run_mqtt(args)
+        return asyncio.run(_run_ble(args))
     except (DeviceError, SourceError, MqttError, ValueError) as exc:
         print(f"firmware-sim: {exc}", file=sys.stderr)
         return 2

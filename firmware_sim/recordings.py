@@ -5,7 +5,8 @@ surrounding spaces ignored), so a Sleep-EDF PSG or an ANNE export plays on the m
 without code. A matched channel whose rate differs from the stream's is an error, never a silent
 resample. Formats:
 
-- EDF/EDF+: one signal per stream axis, physical values as edfio reads them.
+- EDF/EDF+: one signal per stream axis, physical values as edfio reads them; a Sleep-EDF PSG
+  file brings its hypnogram (``SC4001E0-PSG.edf`` → ``SC4001EC-Hypnogram.edf`` beside it).
 - CSV directory: ``<stream>.csv`` per stream, a header row, first column the sample time in
   seconds (``time_s``), then one column per axis (ANNE exports are laid out this way).
 - NPZ: ``<stream>`` arrays shaped (axes, n), and ``<stream>__times`` for timestamped streams.
@@ -30,10 +31,52 @@ class Recording:
     signals: dict[str, np.ndarray]  # stream -> (axes, n), physical units
     times: dict[str, np.ndarray] = field(default_factory=dict)  # timestamped streams only
     source: str = ""
+    stages: np.ndarray | None = None  # per 30-s epoch from the start, -1 = unscored
 
     @property
     def duration_s(self) -> float:
         return max((t[-1] for t in self.times.values() if t.size), default=0.0)
+
+
+# Sleep-EDF (R&K) hypnogram annotations → AASM codes (W 0, N1 1, N2 2, N3 3, REM 4, -1)
+HYPNOGRAM_CODES = {
+    "Sleep stage W": 0,
+    "Sleep stage 1": 1,
+    "Sleep stage 2": 2,
+    "Sleep stage 3": 3,
+    "Sleep stage 4": 3,
+    "Sleep stage R": 4,
+    "Sleep stage ?": -1,
+    "Movement time": -1,
+}
+
+
+def read_hypnogram(path: Path, epoch_s: float = 30.0) -> np.ndarray:
+    """Stage codes per epoch from an EDF+ hypnogram (annotations: onset, duration, text);
+    epochs no annotation covers are -1. R&K stages 3 and 4 merge into N3."""
+    import edfio
+
+    try:
+        edf = edfio.read_edf(path)
+    except Exception as exc:
+        raise RecordingError(f"{path}: not a readable EDF+ hypnogram ({exc})") from None
+    spans = [(a.onset, a.duration or 0.0, a.text.strip()) for a in edf.annotations]
+    unknown = {t for _, _, t in spans if t not in HYPNOGRAM_CODES}
+    if unknown:
+        raise RecordingError(f"{path}: unknown hypnogram annotations {sorted(unknown)}")
+    end = max((o + d for o, d, _ in spans), default=0.0)
+    stages = np.full(int(np.ceil(end / epoch_s)), -1, dtype=np.int8)
+    for onset, duration, text in spans:
+        a, b = int(round(onset / epoch_s)), int(round((onset + duration) / epoch_s))
+        stages[a:b] = HYPNOGRAM_CODES[text]
+    return stages
+
+
+def find_hypnogram(psg: Path) -> Path | None:
+    """Sleep-EDF naming: SC4001E0-PSG.edf pairs with SC4001EC-Hypnogram.edf (same first six
+    characters, any scorer letters)."""
+    matches = sorted(psg.parent.glob(f"{psg.name[:6]}*-Hypnogram.edf"))
+    return matches[0] if matches else None
 
 
 def _norm(label: str) -> str:
@@ -77,7 +120,8 @@ def read_edf(path: Path, profile: DeviceProfile) -> Recording:
             f"{path}: no channel matches a stream of device {profile.name!r} "
             f"(labels here: {sorted(by_label)})"
         )
-    rec = Recording(signals, {}, str(path))
+    hyp = find_hypnogram(path)
+    rec = Recording(signals, {}, str(path), read_hypnogram(hyp) if hyp else None)
     _add_regular_times(rec, profile)
     return rec
 

@@ -47,6 +47,7 @@ def open_source(
         night = synth_night(spec, profile, seed, duration_s)
         return night.recording, night.stages
     try:
-        return load_recording(spec, profile), None
+        rec = load_recording(spec, profile)
+        return rec, rec.stages
     except RecordingError as exc:
         raise SourceError(str(exc)) from None

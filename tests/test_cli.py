@@ -36,11 +36,19 @@ def test_expected_failures_are_one_line_not_tracebacks():
         assert len(out.stderr.strip().splitlines()) == 1
 
 
-def test_firmware_sim_stub_says_what_is_missing():
-    out = subprocess.run(
-        [sys.executable, "-m", "firmware_sim.cli", "--device", "anne"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 2 and "not yet available" in out.stderr
+def test_firmware_sim_fails_fast_with_one_line():
+    for args, text in [
+        (("--broker", "127.0.0.1:1"), "cannot reach MQTT broker 127.0.0.1:1"),
+        (("--device", "nope"), "unknown device 'nope'"),
+        (("--source", "synth:walch/nope", "--broker", "127.0.0.1:1"), "cannot reach MQTT broker"),
+        (("--speed", "0"), "speed must be positive"),
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-m", "firmware_sim.cli", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert out.returncode == 2, (args, out.stderr)
+        assert text in out.stderr and "Traceback" not in out.stderr

@@ -120,3 +120,24 @@ def test_bad_recordings_fail_clearly(tmp_path):
     np.savez(tmp_path / "t.npz", temp_chest=np.ones((1, 5)))
     with pytest.raises(RecordingError, match="needs temp_chest__times"):
         load_recording(tmp_path / "t.npz", ANNE)
+
+
+def test_sleep_edf_psg_brings_its_real_hypnogram(tmp_path):
+    """The loader reads a real Sleep-EDF hypnogram (EDF+ annotations) paired by name with a PSG
+    file, and its stages agree with the labels of the same night's band-power record."""
+    import shutil
+
+    from firmware_sim.recordings import read_hypnogram
+    from firmware_sim.resynth import data_root
+
+    root = data_root() / "sleep_edf"
+    shutil.copy(root / "hypnograms" / "SC4001EC-Hypnogram.edf", tmp_path)
+    write_psg_edf(tmp_path / "SC4001E0-PSG.edf", seconds=60)
+    rec = load_recording(tmp_path / "SC4001E0-PSG.edf", PSG)
+    stages = read_hypnogram(tmp_path / "SC4001EC-Hypnogram.edf")
+    np.testing.assert_array_equal(rec.stages, stages)
+    with np.load(root / "bandpower_features" / "SC4001.npz") as z:
+        y, offset = z["y"], int(z["hyp_epoch_offset"])
+    scored = y >= 0
+    np.testing.assert_array_equal(stages[offset : offset + y.size][scored], y[scored])
+    assert set(np.unique(stages)) <= {-1, 0, 1, 2, 3, 4}
