@@ -36,6 +36,17 @@ async def subscribe(central_device, address, got):
     return control
 
 
+async def peripheral_and_central(dev, deliveries, device_id):
+    """An in-process peripheral serving ``deliveries`` and a central subscribed to it."""
+    periph, central = local_pair()
+    p = BlePeripheral(dev, periph, device_id, deliveries)
+    await p.start()
+    await central.power_on()
+    got = []
+    control = await subscribe(central, periph.random_address, got)
+    return p, got, control
+
+
 async def wait_for(got, n, timeout):
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -49,12 +60,7 @@ def test_a_replayed_hour_arrives_complete_and_in_order():
     deliveries, _ = apply_faults(dev.frames(), FaultPlan())
 
     async def run():
-        periph, central = local_pair()
-        p = BlePeripheral(dev, periph, "t1", deliveries)
-        await p.start()
-        await central.power_on()
-        got = []
-        control = await subscribe(central, periph.random_address, got)
+        p, got, control = await peripheral_and_central(dev, deliveries, "t1")
         await control.write_value(bytes([START, 0xFF]), with_response=True)
         await asyncio.wait_for(p.done.wait(), 120)
         await wait_for(got, len(deliveries), 10)
@@ -74,12 +80,7 @@ def test_control_point_selects_streams_and_faults_are_counted():
     deliveries, truth = apply_faults(dev.frames(), FaultPlan(seed=3, loss=0.05, duplicate=0.05))
 
     async def run():
-        periph, central = local_pair()
-        p = BlePeripheral(dev, periph, "t2", deliveries)
-        await p.start()
-        await central.power_on()
-        got = []
-        control = await subscribe(central, periph.random_address, got)
+        p, got, control = await peripheral_and_central(dev, deliveries, "t2")
         await control.write_value(bytes([START, 1]), with_response=True)  # ECG only
         await asyncio.wait_for(p.done.wait(), 60)
         await wait_for(got, p.sent, 5)
