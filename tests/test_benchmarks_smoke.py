@@ -6,8 +6,13 @@ import sys
 
 
 def test_dsp_benchmark_quick_json():
-    out = subprocess.run([sys.executable, "benchmarks/dsp.py", "--quick", "--json"],
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/dsp.py", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert {c["streams"] for c in r["per_device_second"]} == {1, 1000}

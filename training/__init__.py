@@ -1,0 +1,1 @@
+"""Training-side code (torch lives here and in export/, never in edge/)."""

@@ -1,0 +1,1 @@
+"""Torch models: ULW-SleepNet (per-epoch PSG CNN)."""
