@@ -58,6 +58,9 @@ class ULWSleepNet(nn.Module):
     def __init__(self, n_channels: int = 4, n_classes: int = 5, widths=(8, 16, 32)) -> None:
         super().__init__()
         self.n_channels = n_channels
+        # fixed per-channel input scale (1 / training-set std), part of the exported graph so
+        # the runtime feeds physical units; not trainable, not counted in the parameters
+        self.register_buffer("input_scale", torch.ones(n_channels))
         blocks, cin = [], 1
         for w in widths:
             blocks.append(DSSCBlock(cin, w))
@@ -70,6 +73,7 @@ class ULWSleepNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, 3000] → logits [B, n_classes]."""
         b, c, t = x.shape
+        x = x * self.input_scale[None, :, None]
         f = self.extractor(x.reshape(b * c, 1, t))  # shared per-channel extractor
         f = f.mean(dim=-1).reshape(b, c * f.shape[1])  # global average pool, channel-major
         return self.head(f)
