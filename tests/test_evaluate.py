@@ -1,0 +1,85 @@
+"""Evaluation on a folder in the ../shared/data layout: metrics keys, ceiling, held-out only."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from firmware_sim.resynth import data_root
+from training.splits import load
+from training.train import main as train_main
+
+KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "n_epochs", "confusion"}
+
+
+def test_evaluate_json_on_a_folder_in_the_shared_layout(tmp_path):
+    ck = tmp_path / "run"
+    train_main(
+        [
+            "ulw",
+            "--max-nights",
+            "1",
+            "--max-epochs",
+            "30",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(ck),
+        ]
+    )
+    test_night = load("sleep-edf")["nights"]["test"][0]
+    train_night = load("sleep-edf")["nights"]["train"][0]
+    folder = tmp_path / "data" / "sleep_edf" / "bandpower_features"
+    folder.mkdir(parents=True)
+    for night in (test_night, train_night):
+        shutil.copy(data_root() / "sleep_edf" / "bandpower_features" / f"{night}.npz", folder)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--model",
+            "ulw",
+            "--dataset",
+            "sleep-edf",
+            "--data",
+            str(tmp_path / "data"),
+            "--checkpoint",
+            str(ck / "best.pt"),
+            "--max-epochs",
+            "60",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert KEYS <= set(r) and KEYS <= set(r["ceiling"])
+    assert r["nights"] == [test_night]  # a training night in the folder is never scored
+    assert r["n_epochs"] == r["ceiling"]["n_epochs"] > 0
+    assert sum(map(sum, r["confusion"])) == r["n_epochs"]
+
+
+def test_evaluate_without_checkpoint_is_one_line(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--model",
+            "ulw",
+            "--dataset",
+            "dreams",
+            "--checkpoint",
+            str(tmp_path / "none.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "no checkpoint" in out.stderr and "Traceback" not in out.stderr

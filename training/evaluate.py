@@ -1,0 +1,167 @@
+"""Evaluation: ``python -m training.evaluate --model ulw --dataset sleep-edf|dreams --data DIR``.
+
+DIR has the layout of the matching folder of ../shared/data, so any night in that layout can be
+scored. Sleep-EDF: every night in DIR that is not a training or validation night of the
+committed split is resynthesised from its real band powers and staged by the model; beside it
+stands the information ceiling — gradient boosting on the real band-power features (3 channels ×
+10) of the same training subjects, scored on the same nights. DREAMS: the real raw central EEG
+(one channel, resampled to 100 Hz) fed to both EEG inputs, EOG and EMG inputs at zero (the
+model card says how well that transfers); ceiling: gradient boosting on the Fpz-Cz band powers
+of the training subjects, applied to the DREAMS channel's band powers.
+``--json`` prints one object: the metrics keys plus ``ceiling`` with the same keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from firmware_sim.resynth.data import data_root
+from firmware_sim.resynth.eeg import band_powers
+from training.data.psg import dreams_excerpt, resynth_sleep_edf
+from training.metrics import stage_metrics
+from training.models.ulw_sleepnet import ULWSleepNet
+from training.splits import load as load_split
+
+
+def load_model(checkpoint: Path) -> ULWSleepNet:
+    model = ULWSleepNet(4)
+    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    return model.eval()
+
+
+def predict(model: ULWSleepNet, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    with torch.no_grad():
+        return (
+            np.concatenate(
+                [
+                    model(torch.from_numpy(x[i : i + batch])).argmax(1).numpy()
+                    for i in range(0, len(x), batch)
+                ]
+            )
+            if len(x)
+            else np.zeros(0)
+        )
+
+
+def _bandpower_features(night: str, root: Path, channels=slice(None)) -> tuple[np.ndarray, ...]:
+    with np.load(root / "sleep_edf" / "bandpower_features" / f"{night}.npz") as z:
+        x, y = z["X"][:, channels].reshape(len(z["y"]), -1), z["y"]
+    keep = y >= 0
+    return x[keep], y[keep]
+
+
+def ceiling_classifier(train_nights: list[str], root: Path, channels=slice(None)):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    feats = [_bandpower_features(n, root, channels) for n in train_nights]
+    x = np.concatenate([f[0] for f in feats])
+    y = np.concatenate([f[1] for f in feats])
+    return HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(x, y)
+
+
+def evaluate_sleep_edf(model, data: Path, max_nights: int | None, max_epochs: int | None) -> dict:
+    split = load_split("sleep-edf")
+    seen = set(split["nights"]["train"]) | set(split["nights"]["val"])
+    nights = sorted(
+        p.stem
+        for p in (data / "sleep_edf" / "bandpower_features").glob("*.npz")
+        if p.stem not in seen
+    )[:max_nights]
+    if not nights:
+        raise SystemExit(f"evaluate: no held-out Sleep-EDF night under {data}")
+    ys, ps, cys, cps = [], [], [], []
+    ceiling = ceiling_classifier(split["nights"]["train"], data_root())
+    for night in nights:
+        e = resynth_sleep_edf(night, root=data, max_epochs=max_epochs)
+        ys.append(e.y)
+        ps.append(predict(model, e.x))
+        fx, fy = _bandpower_features(night, data)
+        if max_epochs:
+            fx, fy = fx[: len(e.y)], fy[: len(e.y)]
+        cys.append(fy)
+        cps.append(ceiling.predict(fx))
+    result = stage_metrics(np.concatenate(ys), np.concatenate(ps))
+    result["ceiling"] = stage_metrics(np.concatenate(cys), np.concatenate(cps))
+    result["nights"] = nights
+    result["data"] = "Sleep-EDF SC nights resynthesised from their real band powers (held-out "
+    result["data"] += "subjects of training/splits/sleep-edf.json)"
+    return result
+
+
+def evaluate_dreams(model, data: Path) -> dict:
+    folder = data / "dreams_spindles" if (data / "dreams_spindles").exists() else data
+    files = sorted(folder.glob("excerpt*.npz"))
+    if not files:
+        raise SystemExit(f"evaluate: no DREAMS excerpt*.npz under {folder}")
+    ceiling = ceiling_classifier(
+        load_split("sleep-edf")["nights"]["train"], data_root(), channels=slice(0, 1)
+    )
+    ys, ps, cps = [], [], []
+    for f in files:
+        x, y = dreams_excerpt(f)
+        inputs = np.zeros((len(y), 4, 3000), dtype=np.float32)
+        inputs[:, 0] = inputs[:, 1] = x  # the central channel into both EEG inputs
+        ys.append(y)
+        ps.append(predict(model, inputs))
+        bp = band_powers(x.reshape(-1).astype(np.float64))
+        # the Sleep-EDF features are of per-night z-scored signals: z-score the excerpt too
+        bpz = bp - np.log10(x.astype(np.float64).var())
+        powers = 10**bpz
+        rel = powers / powers.sum(axis=1, keepdims=True)
+        cps.append(ceiling.predict(np.concatenate([bpz, rel], axis=1)))
+    y = np.concatenate(ys)
+    result = stage_metrics(y, np.concatenate(ps))
+    result["ceiling"] = stage_metrics(y, np.concatenate(cps))
+    result["data"] = "DREAMS spindles excerpts, real raw central EEG (30-s labels with full "
+    result["data"] += "agreement)"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--model", choices=["ulw"], required=True)
+    ap.add_argument("--dataset", choices=["sleep-edf", "dreams"], required=True)
+    ap.add_argument("--data", type=Path, default=data_root())
+    ap.add_argument("--checkpoint", type=Path, default=Path("runs/ulw/best.pt"))
+    ap.add_argument("--max-nights", type=int)
+    ap.add_argument("--max-epochs", type=int)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.checkpoint.exists():
+        print(
+            f"evaluate: no checkpoint at {args.checkpoint} (train first: python -m "
+            "training.train ulw)",
+            file=sys.stderr,
+        )
+        return 2
+    model = load_model(args.checkpoint)
+    if args.dataset == "sleep-edf":
+        result = evaluate_sleep_edf(model, args.data, args.max_nights, args.max_epochs)
+    else:
+        result = evaluate_dreams(model, args.data)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for label, r in (("model", result), ("ceiling", result["ceiling"])):
+        print(
+            f"{label:8s} accuracy {r['accuracy']:.3f}  balanced {r['balanced_accuracy']:.3f}  "
+            f"macro-F1 {r['macro_f1']:.3f}  kappa {r['kappa']:.3f}  MCC {r['mcc']:.3f}  "
+            f"({r['n_epochs']} epochs)"
+        )
+    print("confusion (rows truth W N1 N2 N3 REM):")
+    for row in result["confusion"]:
+        print("  " + " ".join(f"{v:6d}" for v in row))
+    print(f"data: {result['data']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
