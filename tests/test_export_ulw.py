@@ -1,0 +1,82 @@
+"""Export → manifest → torch-free runtime: parity, hash verification, clear errors."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from edge.models import ModelIntegrityError, load_epoch_model
+from export.ulw import export_ulw
+from training.models.ulw_sleepnet import ULWSleepNet
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ulw")
+    torch.manual_seed(0)
+    model = ULWSleepNet(4)
+    model.input_scale.copy_(torch.tensor([1 / 25, 1 / 20, 1 / 40, 1 / 5]))
+    for m in model.modules():  # non-trivial BN statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.save({"model": model.state_dict()}, d / "ck.pt")
+    manifest = export_ulw(d / "ck.pt", d / "out")
+    return d / "out", model.eval(), manifest
+
+
+def test_manifest_and_parity(exported):
+    out, model, manifest = exported
+    assert manifest["params"] == 13_337 and manifest["macs"] == 3_498_352
+    assert manifest["parity"]["onnx_fp32_vs_torch_max_abs_logit"] <= 1e-4
+    assert json.loads((out / "ulw_sleepnet.json").read_text())["files"]["onnx_fp32"]["sha256"]
+    runner = load_epoch_model(out / "ulw_sleepnet.json")
+    x = (np.random.default_rng(1).standard_normal((7, 4, 3000)) * 30).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(runner.predict(x), want, atol=1e-4)
+    np.testing.assert_allclose(runner.predict(x[3:4]), want[3:4], atol=1e-4)  # batch == alone
+    with pytest.raises(ValueError, match="model input must be"):
+        runner.predict(np.zeros((1, 3, 3000)))
+
+
+def test_a_modified_model_is_refused(exported, tmp_path):
+    out, _, _ = exported
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(out, copy)
+    f = copy / "ulw_sleepnet_fp32.onnx"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="does not match the manifest"):
+        load_epoch_model(copy / "ulw_sleepnet.json")
+    f.unlink()
+    with pytest.raises(ModelIntegrityError, match="missing"):
+        load_epoch_model(copy / "ulw_sleepnet.json")
+    with pytest.raises(ModelIntegrityError, match="cannot read"):
+        load_epoch_model(tmp_path / "nope.json")
+
+
+def test_runtime_loads_without_torch(exported):
+    out, _, _ = exported
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("blocked")
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from edge.models import load_epoch_model
+        m = load_epoch_model({str(out / "ulw_sleepnet.json")!r})
+        print(m.predict(np.zeros((2, 4, 3000), np.float32)).shape)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(2, 5)"
