@@ -80,3 +80,22 @@ def test_runtime_loads_without_torch(exported):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(2, 5)"
+
+
+def test_int8_qdq_is_static_and_runs(exported, tmp_path):
+    """The int8 file is static QDQ (QuantizeLinear/DequantizeLinear pairs, no dynamic ops) and
+    runs in onnxruntime. Its accuracy against fp32 is judged on the trained model (issue #5)."""
+    import onnx
+    import onnxruntime as ort
+
+    from export.quantize import quantize_int8, realistic_calibration
+
+    out, _, _ = exported
+    epochs = (np.random.default_rng(2).standard_normal((64, 4, 3000)) * 30).astype(np.float32)
+    cal = realistic_calibration(epochs, n=32)
+    assert cal.shape == (32, 4, 3000) and np.isfinite(cal).all()
+    q = quantize_int8(out / "ulw_sleepnet_fp32.onnx", tmp_path / "int8.onnx", cal)
+    ops = {n.op_type for n in onnx.load(q).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
+    y = ort.InferenceSession(str(q)).run(None, {"epochs": epochs[:3]})[0]
+    assert y.shape == (3, 5) and np.isfinite(y).all()
