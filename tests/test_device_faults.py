@@ -9,14 +9,14 @@ from edge.devices import load_device
 from edge.devices.receiver import Receiver
 from firmware_sim.device import START, STOP, VirtualDevice
 from firmware_sim.faults import FaultPlan, apply_faults
-from firmware_sim.synth import anne_session
+from firmware_sim.resynth import walch_night
 
 ANNE = load_device("anne")
 
 
 def device(seconds: float = 120.0, **kw) -> VirtualDevice:
-    data, times = anne_session(ANNE, seconds, seed=1)
-    return VirtualDevice(ANNE, data, times, **kw)
+    rec = walch_night("46343", max_epochs=int(-(-seconds // 30))).recording  # bundled night
+    return VirtualDevice.from_recording(ANNE, rec, **kw)
 
 
 def receive(deliveries):

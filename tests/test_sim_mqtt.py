@@ -11,7 +11,7 @@ from edge.net.mqtt import BrokerAddress, connect
 from firmware_sim.device import VirtualDevice
 from firmware_sim.faults import FaultPlan, apply_faults
 from firmware_sim.player import play
-from firmware_sim.synth import anne_session
+from firmware_sim.resynth import walch_night
 from firmware_sim.transports.mqtt import MqttPublisher
 
 ANNE = load_device("anne")
@@ -46,8 +46,9 @@ class Collector:
 
 
 def run_through_broker(broker, plan, seconds=120.0):
-    data, times = anne_session(ANNE, seconds, seed=4)
-    frames = list(VirtualDevice(ANNE, data, times).frames())
+    rec = walch_night("46343", max_epochs=int(-(-seconds // 30))).recording  # bundled night
+    data = rec.signals
+    frames = list(VirtualDevice.from_recording(ANNE, rec).frames())
     deliveries, truth = apply_faults(frames, plan)
     addr = BrokerAddress("127.0.0.1", broker.port)
     sub = Collector(addr, "sleepedge/v1/dev1/raw/#")
