@@ -66,10 +66,12 @@ def _run_sim(device: str, night: str | None, duration: float | None, seed: int) 
     pipe = FramePipeline(spec) if isinstance(spec, FrameInputSpec) else EpochPipeline(spec)
     produced = 0
     pending: dict[str, list] = {}  # per stream: chunks waiting to make ~1 s
+    waiting: Counter = Counter()  # per stream: samples in ``pending``
 
     def push(name: str) -> None:
         nonlocal produced
         chunks = pending.pop(name, [])
+        waiting[name] = 0
         if not chunks:
             return
         x = np.concatenate([c.samples for c in chunks], axis=1)
@@ -83,8 +85,8 @@ def _run_sim(device: str, night: str | None, duration: float | None, seed: int) 
         for r in released:
             c = asm.add(r)
             pending.setdefault(c.stream, []).append(c)
-            rate = profile.streams[c.stream].rate_hz
-            if sum(p.samples.shape[1] for p in pending[c.stream]) >= rate:
+            waiting[c.stream] += c.samples.shape[1]
+            if waiting[c.stream] >= profile.streams[c.stream].rate_hz:
                 push(c.stream)
 
     for f in frames:

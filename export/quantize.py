@@ -8,7 +8,6 @@ so activation ranges cover artefacts instead of clipping them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +30,6 @@ def realistic_calibration(epochs: np.ndarray, n: int = 256, seed: int = 0) -> np
     return x
 
 
-class _Reader:
-    def __init__(self, data: np.ndarray, name: str, batch: int = 16) -> None:
-        self._it: Iterator = iter([{name: data[i : i + batch]} for i in range(0, len(data), batch)])
-
-    def get_next(self):
-        return next(self._it, None)
-
-
 def quantize_int8(
     fp32_onnx: Path, out: Path, calibration: np.ndarray, input_name: str = "epochs"
 ) -> Path:
@@ -50,13 +41,21 @@ def quantize_int8(
         quantize_static,
     )
 
-    reader_cls = type("Reader", (_Reader, CalibrationDataReader), {})
+    class Reader(CalibrationDataReader):  # batches of 16 calibration epochs
+        def __init__(self) -> None:
+            self._it = iter(
+                [{input_name: calibration[i : i + 16]} for i in range(0, len(calibration), 16)]
+            )
+
+        def get_next(self):
+            return next(self._it, None)
+
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
     quantize_static(
         str(pre),
         str(out),
-        reader_cls(calibration, input_name),
+        Reader(),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QInt8,

@@ -61,9 +61,7 @@ def export_ulw(
     checkpoint: Path, out: Path, train_summary: Path | None = None, evaluation: Path | None = None
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    model = ULWSleepNet(4)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
-    model.eval()
+    model = ULWSleepNet.from_checkpoint(checkpoint)
     onnx_path = out / f"{NAME}_fp32.onnx"
     export_onnx(model, onnx_path)
     parity = onnx_parity(model, onnx_path)

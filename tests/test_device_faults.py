@@ -109,3 +109,32 @@ def test_control_point_starts_and_stops_streams():
         dev.control(bytes([START, 77]))
     with pytest.raises(ValueError, match="bad control command"):
         dev.control(b"\x09")
+
+
+def test_bad_fault_plans_and_flags_fail_clearly():
+    with pytest.raises(ValueError, match="loss must be a probability"):
+        FaultPlan(loss=1.5)
+    with pytest.raises(ValueError, match="disconnect_s < disconnect_every_s"):
+        FaultPlan(disconnect_s=10, disconnect_every_s=5)
+    from tests.commands import run
+
+    for args, text in [
+        (
+            ("--leads-off", "eeg:1-2", "--broker", "127.0.0.1:1"),
+            "cannot reach MQTT broker",
+        ),  # the broker is checked first
+        (("--disconnect", "5"), "use N/M"),
+        (("--leads-off", "ecg:ten-20"), "use STREAM:START-STOP"),
+    ]:
+        out = run("firmware_sim.cli", *args, timeout=60)
+        assert out.returncode == 2 and text in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_leads_off_for_a_missing_stream_is_refused():
+    from firmware_sim.cli import _prepare, build_parser
+    from firmware_sim.sources import SourceError
+
+    args = build_parser().parse_args(["--duration", "30", "--leads-off", "eeg:1-2"])
+    with pytest.raises(SourceError, match="has no stream 'eeg'"):
+        _prepare(args)

@@ -1,11 +1,9 @@
 """Evaluation on a folder in the ../shared/data layout: metrics keys, ceiling, held-out only."""
 
-import json
 import shutil
-import subprocess
-import sys
 
 from firmware_sim.resynth import data_root
+from tests.commands import run, run_json
 from training.splits import load
 from training.train import main as train_main
 
@@ -35,30 +33,20 @@ def test_evaluate_json_on_a_folder_in_the_shared_layout(tmp_path):
     folder.mkdir(parents=True)
     for night in (test_night, train_night):
         shutil.copy(data_root() / "sleep_edf" / "bandpower_features" / f"{night}.npz", folder)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.evaluate",
-            "--model",
-            "ulw",
-            "--dataset",
-            "sleep-edf",
-            "--data",
-            str(tmp_path / "data"),
-            "--checkpoint",
-            str(ck / "best.pt"),
-            "--max-epochs",
-            "60",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    r = run_json(
+        "training.evaluate",
+        "--model",
+        "ulw",
+        "--dataset",
+        "sleep-edf",
+        "--data",
+        str(tmp_path / "data"),
+        "--checkpoint",
+        str(ck / "best.pt"),
+        "--max-epochs",
+        "60",
+        "--json",
     )
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
     assert KEYS <= set(r) and KEYS <= set(r["ceiling"])
     assert r["nights"] == [test_night]  # a training night in the folder is never scored
     assert r["n_epochs"] == r["ceiling"]["n_epochs"] > 0
@@ -66,20 +54,13 @@ def test_evaluate_json_on_a_folder_in_the_shared_layout(tmp_path):
 
 
 def test_evaluate_without_checkpoint_is_one_line(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.evaluate",
-            "--model",
-            "ulw",
-            "--dataset",
-            "dreams",
-            "--checkpoint",
-            str(tmp_path / "none.pt"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    out = run(
+        "training.evaluate",
+        "--model",
+        "ulw",
+        "--dataset",
+        "dreams",
+        "--checkpoint",
+        str(tmp_path / "none.pt"),
     )
     assert out.returncode == 2 and "no checkpoint" in out.stderr and "Traceback" not in out.stderr

@@ -51,3 +51,52 @@ def test_precise_bn_matches_inference_statistics():
         torch.testing.assert_close(bn.running_mean, seen[k].mean(dim=(0, 2)), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(bn.running_var, seen[k].var(dim=(0, 2)), rtol=1e-3, atol=1e-6)
     assert all(bn.momentum == 0.01 for bn in bns) and not m.training
+
+
+def test_real_and_synthetic_nights_never_share_a_cache(tmp_path):
+    """A real-EDF run reads real files even where a resynthesised cache already exists, and
+    reports split nights it cannot find instead of silently training on fewer."""
+    import subprocess
+    import sys
+
+    assert (
+        main(
+            [
+                "ulw",
+                "--max-nights",
+                "1",
+                "--max-epochs",
+                "30",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    empty = tmp_path / "no_edfs"
+    empty.mkdir()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "ulw",
+            "--max-nights",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--psg-dir",
+            str(empty),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0 and "no training epochs found" in out.stderr
+    assert "have no *-PSG.edf" in out.stderr

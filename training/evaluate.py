@@ -29,24 +29,8 @@ from training.models.ulw_sleepnet import ULWSleepNet
 from training.splits import load as load_split
 
 
-def load_model(checkpoint: Path) -> ULWSleepNet:
-    model = ULWSleepNet(4)
-    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
-    return model.eval()
-
-
-def predict(model: ULWSleepNet, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    with torch.no_grad():
-        return (
-            np.concatenate(
-                [
-                    model(torch.from_numpy(x[i : i + batch])).argmax(1).numpy()
-                    for i in range(0, len(x), batch)
-                ]
-            )
-            if len(x)
-            else np.zeros(0)
-        )
+def predict(model: ULWSleepNet, x: np.ndarray) -> np.ndarray:
+    return model.predict(torch.from_numpy(x)).numpy()
 
 
 def _bandpower_features(night: str, root: Path, channels=slice(None)) -> tuple[np.ndarray, ...]:
@@ -142,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    model = load_model(args.checkpoint)
+    model = ULWSleepNet.from_checkpoint(args.checkpoint)
     if args.dataset == "sleep-edf":
         result = evaluate_sleep_edf(model, args.data, args.max_nights, args.max_epochs)
     else:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
 from training.data.psg import Epochs, resynth_sleep_edf, sleep_edf_pair
@@ -26,19 +27,15 @@ from training.models.ulw_sleepnet import ULWSleepNet
 from training.splits import load as load_split
 
 
-def balanced_accuracy(y: np.ndarray, p: np.ndarray, n_classes: int = 5) -> float:
-    recalls = [np.mean(p[y == k] == k) for k in range(n_classes) if np.any(y == k)]
-    return float(np.mean(recalls)) if recalls else 0.0
-
-
 def load_nights(
     names: list[str], cache: Path, seed: int, max_epochs: int | None, psg_dir: Path | None
 ) -> list[Epochs]:
     """Nights as Epochs, cached as float16 .npz (resynthesis costs ~3 s a night)."""
     cache.mkdir(parents=True, exist_ok=True)
-    out = []
+    source = "edf" if psg_dir is not None else f"synth{seed}"  # never mix real and synthetic
+    out, missing = [], []
     for name in names:
-        f = cache / f"{name}-{seed}-{max_epochs or 'all'}.npz"
+        f = cache / f"{name}-{source}-{max_epochs or 'all'}.npz"
         if f.exists():
             with np.load(f) as z:
                 out.append(Epochs(z["x"].astype(np.float32), z["y"], name))
@@ -46,6 +43,7 @@ def load_nights(
         if psg_dir is not None:
             files = sorted(psg_dir.glob(f"{name}*-PSG.edf"))
             if not files:
+                missing.append(name)
                 continue
             e = sleep_edf_pair(files[0])
         else:
@@ -55,6 +53,12 @@ def load_nights(
         np.savez(tmp, x=x16, y=e.y)
         os.replace(tmp, f)
         out.append(Epochs(x16.astype(np.float32), e.y, name))
+    if missing:
+        print(
+            f"train: {len(missing)} of {len(names)} split nights have no *-PSG.edf in "
+            f"{psg_dir}: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -93,16 +97,6 @@ def save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def predict(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
-    model.eval()
-    with torch.no_grad():
-        return (
-            torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)]).numpy()
-            if len(x)
-            else np.zeros(0, np.int64)
-        )
 
 
 def train_ulw(args: argparse.Namespace) -> dict:
@@ -161,7 +155,7 @@ def train_ulw(args: argparse.Namespace) -> dict:
                 sched.step()
                 total += loss.item() * len(idx)
             recalibrate_bn(model, train_x, seed=args.seed + state["epoch"])
-            val_bacc = balanced_accuracy(val_y.numpy(), predict(model, val_x.float()))
+            val_bacc = float(balanced_accuracy_score(val_y.numpy(), model.predict(val_x).numpy()))
             state["epoch"] += 1
             state["history"].append(
                 {

@@ -183,5 +183,5 @@ class Receiver:
         """Totals over all streams, plus rejections by reason."""
         total = Counter()
         for t in self.trackers.values():
-            total.update({k: v for k, v in vars(t.stats).items()})
+            total.update(vars(t.stats))
         return {**total, **{f"rejected:{k}": v for k, v in self.rejected.items()}}

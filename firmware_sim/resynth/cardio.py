@@ -78,18 +78,22 @@ def chest_acc(
     return acc
 
 
+def slow_walk(n: int, base: float, sd: float, tau_s: float, rng: np.random.Generator) -> np.ndarray:
+    """n samples at 1 Hz of a mean-reverting (Ornstein-Uhlenbeck) walk around ``base``."""
+    from scipy.signal import lfilter
+
+    a = np.exp(-1.0 / tau_s)
+    return base + lfilter([np.sqrt(1 - a * a) * sd], [1, -a], rng.standard_normal(n))
+
+
 def skin_temperature(
     duration_s: float, base: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """~1 Hz timestamped samples (jittered device timing) of a slow mean-reverting walk around
-    ``base`` (±0.4 over ~30 min); also the generic 1 Hz EMG envelope of the PSG profile."""
+    """~1 Hz timestamped samples (jittered device timing) of a slow walk around ``base``
+    (±0.4 °C over ~30 min)."""
     n = int(duration_s)
     t = np.arange(n) + 0.2 + rng.uniform(-0.05, 0.05, n)
-    a = np.exp(-1 / 1800.0)
-    from scipy.signal import lfilter
-
-    walk = lfilter([np.sqrt(1 - a * a) * 0.4], [1, -a], rng.standard_normal(n))
-    return t, (base + walk)[None]
+    return t, slow_walk(n, base, 0.4, 1800.0, rng)[None]
 
 
 def anne_signals(

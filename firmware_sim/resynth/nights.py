@@ -47,8 +47,8 @@ def sleep_edf_night(
     signals = {}
     for ch, name in enumerate(("eeg_fpz_cz", "eeg_pz_oz", "eog")):
         signals[name] = eeg.synth_channel(x[:, ch, :5], scale=EEG_SCALE_UV[name], rng=rng)[None]
-    _, emg = cardio.skin_temperature(x.shape[0] * 30.0, 5.0, rng)  # generic slow walk, µV
-    signals["emg"] = np.abs(emg)
+    emg = cardio.slow_walk(x.shape[0] * 30, 5.0, 0.4, 1800.0, rng)  # generic envelope, µV
+    signals["emg"] = np.abs(emg)[None]
     rec = Recording(
         signals,
         {k: np.arange(v.shape[1]) / (1.0 if k == "emg" else 100.0) for k, v in signals.items()},

@@ -78,6 +78,20 @@ class ULWSleepNet(nn.Module):
         f = f.mean(dim=-1).reshape(b, c * f.shape[1])  # global average pool, channel-major
         return self.head(f)
 
+    @classmethod
+    def from_checkpoint(cls, path) -> ULWSleepNet:
+        """A model in eval mode with the weights of a training checkpoint (``{"model": …}``)."""
+        model = cls(4)
+        model.load_state_dict(torch.load(path, weights_only=False)["model"])
+        return model.eval()
+
+    def predict(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """Stage indices for [N, C, T] epochs, in batches, eval mode, no gradients."""
+        self.eval()
+        with torch.no_grad():
+            parts = [self(x[i : i + batch].float()).argmax(1) for i in range(0, len(x), batch)]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
     def folded_head(self) -> nn.Linear:
         """Dense 64 → Dense 5 as one linear layer (exact: there is no activation between)."""
         d1, d2 = self.head[2], self.head[3]

@@ -1,0 +1,20 @@
+"""Running the project's commands as a user would: a fresh interpreter, captured output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run(*args: str, module: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` (or ``python SCRIPT ARGS`` with ``module=False``)."""
+    cmd = [sys.executable, "-m", *args] if module else [sys.executable, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_json(*args: str, module: bool = True, timeout: float = 600):
+    """Run a command that prints JSON; fail the test with its stderr if it does not exit 0."""
+    out = run(*args, module=module, timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
