@@ -56,47 +56,12 @@ def test_precise_bn_matches_inference_statistics():
 def test_real_and_synthetic_nights_never_share_a_cache(tmp_path):
     """A real-EDF run reads real files even where a resynthesised cache already exists, and
     reports split nights it cannot find instead of silently training on fewer."""
-    import subprocess
-    import sys
+    from tests.commands import run
 
-    assert (
-        main(
-            [
-                "ulw",
-                "--max-nights",
-                "1",
-                "--max-epochs",
-                "30",
-                "--epochs",
-                "1",
-                "--threads",
-                "1",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    tiny = ["--max-nights", "1", "--max-epochs", "30", "--epochs", "1", "--out", str(tmp_path)]
+    assert main(["ulw", *tiny, "--threads", "1"]) == 0
     empty = tmp_path / "no_edfs"
     empty.mkdir()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.train",
-            "ulw",
-            "--max-nights",
-            "1",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path),
-            "--psg-dir",
-            str(empty),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = run("training.train", "ulw", *tiny, "--psg-dir", str(empty))
     assert out.returncode != 0 and "no training epochs found" in out.stderr
     assert "have no *-PSG.edf" in out.stderr
