@@ -1,140 +1,267 @@
-"""``edge-run``: stage sleep live from a wearable stream.
+"""``edge-run``: stage sleep live from a wearable stream and write the night's files.
 
-Built so far: ``--source sim`` plays a bundled real-data night through a virtual device, the
-open wire format, the receiver and the streaming feature chains. BLE, MQTT and file replay
-sources and the staging models arrive with their issues; asking for them now prints a clear
-one-line message and exits with status 2.
+Sources: ``sim`` (a virtual device replaying a real-data night in-process, with the
+simulator's seeded faults; the default replays the bundled night), ``replay --file F`` (a
+recorded EDF/CSV/NPZ file through the device's wire format), ``mqtt`` (frames from a gateway),
+``ble`` (a wearable over bleak; ``--ble-backend bumble`` runs a real BLE stack with no radio).
+Expected failures (unknown device, bad file, unreachable broker, no model) print one line and
+exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-import time
 from collections import Counter
+from pathlib import Path
 
-import numpy as np
-
+from edge.checkpoint import CheckpointError
 from edge.devices import DeviceError, available_devices, load_device
+from edge.models import ModelIntegrityError, load_epoch_model
+from edge.net.mqtt import BrokerAddress, MqttError
 
-NOT_YET = {
-    "ble": "the BLE source is not yet available (edge-run issue #4); use --source sim",
-    "mqtt": "the MQTT source is not yet available (edge-run issue #4); use --source sim",
-    "replay": "file replay into edge-run is not yet available (issue #4); use --source sim",
-}
-DEFAULT_INPUT = {"anne": "mamba", "psg": "ulw_sleepnet"}
 BUNDLED_NIGHT = {"anne": "walch/46343", "psg": "sleep-edf/SC4001"}
-STAGE_NAMES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM", -1: "unscored"}
+DEFAULT_MODEL = {"psg": "ulw_sleepnet"}
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+class UsageError(RuntimeError):
+    """An expected failure: one line, exit status 2."""
+
+
+EXPECTED = (UsageError, DeviceError, ModelIntegrityError, MqttError, CheckpointError, ValueError)
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--speed must be a number or 'max', got {text!r}"
+        ) from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("--speed must be positive")
+    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from firmware_sim.cli import add_fault_arguments
+
     p = argparse.ArgumentParser(prog="edge-run", description=__doc__.splitlines()[0])
     p.add_argument("--source", choices=["ble", "mqtt", "replay", "sim"], default="sim")
-    p.add_argument("--device", default="anne", help=f"device profile: {available_devices()}")
+    p.add_argument("--device", default="psg", help=f"device profile: {available_devices()}")
+    p.add_argument("--file", type=Path, help="recording for --source replay (EDF, CSV dir, NPZ)")
+    p.add_argument("--night", help="sim night: sleep-edf/NIGHT or walch/SUBJECT")
+    p.add_argument("--duration", type=float, help="sim/replay: only the first N seconds")
     p.add_argument(
-        "--night",
-        help="sim night: walch/SUBJECT or sleep-edf/NIGHT "
-        "(default: the bundled night of the device)",
+        "--broker", default="127.0.0.1:1883", help="MQTT broker [mqtts://][user:pw@]HOST:PORT"
+    )
+    p.add_argument("--device-id", default="sim0001", help="MQTT device id / BLE name suffix")
+    p.add_argument("--ble-backend", choices=["bleak", "bumble"], default="bleak")
+    p.add_argument("--ble-address", help="BLE address or name to connect to (default: scan)")
+    p.add_argument("--model", help="bundled model name or a manifest .json (default per device)")
+    p.add_argument("--backend", choices=["onnxruntime", "litert"], default="onnxruntime")
+    p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    p.add_argument("--threads", type=int, default=1, help="model intra-op threads")
+    p.add_argument("--out", type=Path, default=Path("edge-out"), help="output directory")
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        help="sim/replay pace: N × real time or 'max' (default)",
     )
     p.add_argument(
-        "--duration",
-        type=float,
-        help="play only the first N seconds (rounded up to whole 30-s epochs)",
+        "--checkpoint-every", type=int, default=20, help="epochs between checkpoints (0: none)"
     )
+    p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    p.add_argument("--publish", action="store_true", help="publish each epoch to the stage topic")
+    p.add_argument("--plain", action="store_true", help="log lines instead of the live panel")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_fault_arguments(p)
     return p
 
 
-def _run_sim(device: str, night: str | None, duration: float | None, seed: int) -> int:
-    from edge.devices.profile import FrameInputSpec
-    from edge.devices.receiver import Receiver
-    from edge.devices.samples import SampleAssembler
-    from edge.features import EpochPipeline, FramePipeline
-    from firmware_sim.device import VirtualDevice
+def _manifest(name: str | None, device: str) -> Path:
+    name = name or DEFAULT_MODEL.get(device)
+    if name is None:
+        raise UsageError(
+            f"no staging model is bundled for device {device!r} yet (its model issue is open); "
+            "use --device psg, or --model MANIFEST.json"
+        )
+    path = Path(name) if name.endswith(".json") else MODELS_DIR / name / f"{name}.json"
+    if not path.exists():
+        raise UsageError(f"model {name!r} not found ({path})")
+    return path
+
+
+def _frame_list(args, profile):
+    from edge.sources import FrameList
+    from firmware_sim.cli import faulted_deliveries
+    from firmware_sim.recordings import RecordingError, load_recording
     from firmware_sim.sources import SourceError, synth_night
 
-    profile = load_device(device)
-    spec = profile.input(DEFAULT_INPUT.get(device, next(iter(profile.inputs))))
     try:
-        synth = synth_night(night or BUNDLED_NIGHT[device], profile, seed, duration)
-    except SourceError as exc:
-        print(f"edge-run: {exc}", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    frames = list(VirtualDevice.from_recording(profile, synth.recording).frames())
-    rx, asm = Receiver(profile), SampleAssembler(profile)
-    pipe = FramePipeline(spec) if isinstance(spec, FrameInputSpec) else EpochPipeline(spec)
-    produced = 0
-    pending: dict[str, list] = {}  # per stream: chunks waiting to make ~1 s
-    waiting: Counter = Counter()  # per stream: samples in ``pending``
-
-    def push(name: str) -> None:
-        nonlocal produced
-        chunks = pending.pop(name, [])
-        waiting[name] = 0
-        if not chunks:
-            return
-        x = np.concatenate([c.samples for c in chunks], axis=1)
-        if chunks[0].times is None:
-            out = pipe.push(name, x[None])
+        if args.source == "replay":
+            if args.file is None:
+                raise UsageError("--source replay needs --file FILE")
+            recording = load_recording(args.file, profile)
+            if args.duration:
+                recording = _cut(recording, args.duration, profile)
+            what = f"file {args.file}"
         else:
-            out = pipe.push(name, x[None], np.concatenate([c.times for c in chunks]))
-        produced += len(out) if hasattr(out, "index") else out.shape[-1]
+            night = args.night or BUNDLED_NIGHT[profile.name]
+            recording = synth_night(night, profile, args.seed, args.duration).recording
+            what = f"simulated {profile.name} replaying {recording.source}"
+        _, deliveries, faults = faulted_deliveries(profile, recording, args)
+    except (RecordingError, SourceError) as exc:
+        raise UsageError(str(exc)) from None
+    src = FrameList(
+        [d.frame.data for d in deliveries],
+        what,
+        [d.t_deliver_s for d in deliveries],
+        args.speed,
+    )
+    src.stats = {
+        "injected_lost": sum(faults.lost.values()),
+        "injected_duplicated": sum(faults.duplicated.values()),
+        "injected_reordered": sum(faults.reordered.values()),
+        "duration_s": recording.duration_s,
+    }
+    return src
 
-    def consume(released) -> None:
-        for r in released:
-            c = asm.add(r)
-            pending.setdefault(c.stream, []).append(c)
-            waiting[c.stream] += c.samples.shape[1]
-            if waiting[c.stream] >= profile.streams[c.stream].rate_hz:
-                push(c.stream)
 
-    for f in frames:
-        consume(rx.feed(f.data))
-    consume(rx.flush())
-    for name in list(pending):
-        push(name)
-    tail = pipe.flush()
-    produced += len(tail) if hasattr(tail, "index") else tail.shape[-1]
-    elapsed = time.perf_counter() - t0
-    seconds = synth.recording.duration_s
-    counts = rx.counts()
-    unit = "epochs" if hasattr(tail, "index") else "feature frames"
+def _cut(recording, seconds: float, profile):
+    """The first ``seconds`` of a recording (whole 30-s epochs)."""
+    import dataclasses
+    import math
+
+    seconds = 30 * math.ceil(seconds / 30)
+    signals, times = {}, {}
+    for name, x in recording.signals.items():
+        t = recording.times.get(name)
+        n = int(seconds * profile.streams[name].rate_hz) if t is None else int((t < seconds).sum())
+        signals[name] = x[..., :n]
+        if t is not None:
+            times[name] = t[:n]
+    return dataclasses.replace(recording, signals=signals, times=times)
+
+
+def _source(args, profile):
+    if args.source in ("sim", "replay"):
+        return _frame_list(args, profile)
+    if args.source == "mqtt":
+        from edge.sources.mqtt import MqttSource
+
+        return MqttSource(profile, BrokerAddress.parse(args.broker), args.device_id)
+    from edge.sources.ble import BleSource
+
+    return BleSource(profile, args.ble_backend, args.ble_address, args.device_id)
+
+
+def _config(args) -> dict:
+    keys = ("source", "device", "file", "night", "duration", "model", "backend", "precision")
+    keys += ("seed", "loss", "duplicate", "reorder", "disconnect", "burst", "drift_ppm")
+    return {k: str(getattr(args, k)) for k in keys}
+
+
+def run(args) -> int:
+    from edge.run import run_night
+    from edge.session import Session
+    from edge.staging import EpochStager
+
+    profile = load_device(args.device)
+    manifest = _manifest(args.model, profile.name)
+    model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
+    spec = profile.input(model_input := _input_name(manifest))
+    stager = EpochStager(
+        model,
+        [c.stream.name for c in spec.channels],
+        spec.epoch_s,
+        f"{manifest.stem}/{args.backend}/{args.precision}",
+    )
+    publisher = None
+    source = _source(args, profile)
+    try:
+        if args.publish:
+            from edge.sinks.publish import StagePublisher
+
+            publisher = StagePublisher(profile, BrokerAddress.parse(args.broker), args.device_id)
+    except Exception:
+        source.close()
+        raise
+    from edge.live import LiveView
+
+    view = LiveView(
+        f"SleepEdge · {profile.title} · {source.description}", True if args.plain else None
+    )
+    result = run_night(
+        source,
+        Session(profile, spec, stager),
+        args.out,
+        _config(args),
+        args.checkpoint_every,
+        args.resume,
+        publisher,
+        view,
+    )
+    stages = Counter(r for r in _stage_names(args.out))
+    c = result.counts
+    rejected = sum(v for k, v in c.items() if k.startswith("rejected:"))
     print(
-        f"edge-run: {profile.title}, night {synth.recording.source} ({seconds / 3600:.1f} h), "
-        f"{len(frames):,} frames over the open wire format"
+        f"edge-run: {result.epochs} epochs ({model_input}) in {result.seconds:.1f} s from "
+        f"{source.description}"
+        + (f", resumed at epoch {result.resumed_at}" if result.resumed_at is not None else "")
     )
     print(
-        f"edge-run: received {counts.get('frames', 0):,} frames, lost {counts.get('lost', 0)}, "
-        f"rejected {sum(rx.rejected.values())}; {produced:,} {unit} of input '{spec.name}' in "
-        f"{elapsed:.1f} s ({seconds / elapsed:,.0f}x real time)"
+        f"edge-run: frames {c.get('frames', 0):,}, lost {c.get('lost', 0)}, duplicates "
+        f"{c.get('duplicates', 0)}, reordered {c.get('reordered', 0)}, rejected {rejected}, "
+        f"gap samples {c.get('gap_samples', 0):,}"
     )
-    if synth.stages is not None:
-        c = Counter(int(s) for s in synth.stages)
-        print(
-            "edge-run: real hypnogram of this night: "
-            + ", ".join(f"{STAGE_NAMES[k]} {c[k]}" for k in sorted(c))
-        )
+    s = result.stats
+    files = "epochs.jsonl hypnogram.csv hypnogram.edf hypnogram.png stats.json run.json"
     print(
-        "edge-run: no staging model is bundled yet (ULW-SleepNet and Mamba issues #5, #6); "
-        "features only"
+        "edge-run: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(stages.items()))
+        + f"; TST {s['TST']:.0f} min, SE {s['SE'] or 0:.1f} %, WASO {s['WASO']:.0f} min"
     )
+    print(f"edge-run: wrote {args.out}/ {files}")
     return 0
+
+
+def _input_name(manifest: Path) -> str:
+    import json
+
+    return json.loads(manifest.read_text())["input_spec"]
+
+
+def _stage_names(out: Path):
+    from edge.sinks.epoch_log import read_records
+
+    return [r.stage_name for r in read_records(out / "epochs.jsonl")]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.source in NOT_YET:
-        print(f"edge-run: {NOT_YET[args.source]}", file=sys.stderr)
-        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(name)s: %(message)s"
+    )
     if args.duration is not None and args.duration <= 0:
         print("edge-run: --duration must be positive", file=sys.stderr)
         return 2
     try:
-        return _run_sim(args.device, args.night, args.duration, args.seed)
-    except DeviceError as exc:
+        return run(args)
+    except Exception as exc:
+        if args.verbose or not isinstance(exc, EXPECTED):
+            raise
         print(f"edge-run: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("edge-run: interrupted; --resume continues from the last checkpoint", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def quantize_int8(
 ) -> Path:
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quant_pre_process,
@@ -60,6 +61,10 @@ def quantize_int8(
         per_channel=True,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
+        # ranges at the 99.99th percentile: min-max let rare artefact spikes set the step size
+        # (agreement with fp32 on a held-out night 0.68 min-max vs 0.89 percentile)
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"CalibPercentile": 99.99},
     )
     pre.unlink()
     return out

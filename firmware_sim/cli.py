@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=_speed, default=1.0, help="N × real time, or 'max'")
     p.add_argument("--duration", type=float, help="play only the first N seconds")
     p.add_argument("--seed", type=int, default=0)
+    add_fault_arguments(p)
+    return p
+
+
+def add_fault_arguments(p: argparse.ArgumentParser) -> None:
+    """The seeded fault flags, shared with ``edge-run --source sim``."""
     f = p.add_argument_group("faults (seeded)")
     f.add_argument("--loss", type=float, default=0.0, help="frame loss probability")
     f.add_argument("--duplicate", type=float, default=0.0, help="duplicate probability")
@@ -83,7 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="STREAM:START-STOP sensor off (repeatable)",
     )
-    return p
 
 
 def _prepare(args):
@@ -91,6 +96,12 @@ def _prepare(args):
     recording, _ = open_source(
         args.source or DEFAULT_SOURCE.get(args.device, ""), profile, args.seed, args.duration
     )
+    device, deliveries, log = faulted_deliveries(profile, recording, args)
+    return profile, device, deliveries, log
+
+
+def faulted_deliveries(profile, recording, args):
+    """A virtual device playing ``recording`` and its frames after the faults in ``args``."""
     off: dict[str, list[tuple[float, float]]] = {}
     for stream, a, b in args.leads_off:
         if stream not in profile.streams:
@@ -102,7 +113,7 @@ def _prepare(args):
     down, every = args.disconnect or (0.0, 0.0)
     plan = FaultPlan(args.seed, args.loss, args.duplicate, args.reorder, 3, down, every, args.burst)
     deliveries, log = apply_faults(device.frames(), plan)
-    return profile, device, deliveries, log
+    return device, deliveries, log
 
 
 def _run_mqtt(args) -> int:

@@ -3,37 +3,40 @@
 import subprocess
 import sys
 
-
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, check=False
-    )
+from tests.commands import run
 
 
-def test_sim_plays_the_bundled_anne_night_over_the_wire():
-    out = run("--source", "sim", "--duration", "90")
+def edge_run(*args, timeout=300):
+    return run("edge.cli", *args, timeout=timeout)
+
+
+def test_sim_stages_the_bundled_psg_night(tmp_path):
+    out = edge_run("--source", "sim", "--duration", "95", "--out", str(tmp_path), "--plain")
     assert out.returncode == 0, out.stderr
-    assert "night synth:walch/46343" in out.stdout
-    assert "lost 0, rejected 0; 90 feature frames of input 'mamba'" in out.stdout
-    assert "real hypnogram of this night: W 3" in out.stdout  # the record's first 3 epochs
+    assert "4 epochs (ulw_sleepnet)" in out.stdout  # rounded up to whole epochs
+    assert "synth:sleep-edf/SC4001" in out.stdout
+    lines = (tmp_path / "epochs.jsonl").read_text().splitlines()
+    assert len(lines) == 4
 
 
-def test_sim_plays_the_bundled_psg_night():
-    out = run("--source", "sim", "--device", "psg", "--duration", "95")
-    assert out.returncode == 0, out.stderr
-    assert "4 epochs of input 'ulw_sleepnet'" in out.stdout  # rounded up to whole epochs
-
-
-def test_expected_failures_are_one_line_not_tracebacks():
+def test_expected_failures_are_one_line_not_tracebacks(tmp_path):
+    bad = tmp_path / "bad.edf"
+    bad.write_bytes(b"not an edf at all")
     for args, text in [
-        (("--source", "ble"), "not yet available"),
         (("--device", "nope"), "unknown device 'nope'"),
+        (("--device", "anne"), "no staging model is bundled for device 'anne'"),
         (("--duration", "-1"), "must be positive"),
+        (("--source", "replay"), "--source replay needs --file"),
+        (("--source", "replay", "--file", str(bad)), "bad.edf"),
+        (("--source", "replay", "--file", str(tmp_path / "none.edf")), "none.edf"),
+        (("--source", "mqtt", "--broker", "127.0.0.1:1"), "cannot reach MQTT broker"),
+        (("--model", "nope"), "model 'nope' not found"),
+        (("--resume", "--out", str(tmp_path / "fresh")), "no checkpoint"),
     ]:
-        out = run(*args)
-        assert out.returncode == 2
-        assert text in out.stderr and "Traceback" not in out.stderr
-        assert len(out.stderr.strip().splitlines()) == 1
+        out = edge_run(*args, "--out", str(tmp_path / "o"))
+        assert out.returncode == 2, (args, out.stderr)
+        assert text in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_firmware_sim_fails_fast_with_one_line():

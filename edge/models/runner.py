@@ -1,16 +1,23 @@
 """Per-epoch model runners behind one interface: ``predict(epochs [B, C, T]) → logits [B, K]``.
 
-Backends: onnxruntime (default). Sessions run with a fixed number of intra-op threads (one by
-default: a Pi-class device stages one stream; a server batches many streams into one call).
+Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files) and LiteRT
+(``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``). Sessions run with
+a fixed number of intra-op threads (one by default: a Pi-class device stages one stream; a
+server batches many streams into one call). Every file's sha256 is checked against the
+manifest before it is read.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from edge.models.manifest import Manifest, ModelIntegrityError
+
+BACKENDS = {"onnxruntime": "onnx", "litert": "tflite"}
+PRECISIONS = ("fp32", "int8")
 
 
 class EpochModel(Protocol):
@@ -19,32 +26,99 @@ class EpochModel(Protocol):
     def predict(self, epochs: np.ndarray) -> np.ndarray: ...
 
 
+def _check_input(x: np.ndarray, want: list[int]) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3 or list(x.shape[1:]) != list(want):
+        raise ValueError(f"model input must be [batch, {want[0]}, {want[1]}], got {x.shape}")
+    return x
+
+
 class OnnxEpochModel:
-    def __init__(self, manifest: Manifest, threads: int = 1) -> None:
+    def __init__(self, path: Path, input_name: str, output_name: str, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        path = manifest.file("onnx_fp32")  # sha256 checked before anything reads the model
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = manifest.data["inputs"][0]
-        self.output = manifest.data["outputs"][0]["name"]
-        self.classes = manifest.classes
+        self.input, self.output = input_name, output_name
+        self.shape = list(self.session.get_inputs()[0].shape[1:])
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(epochs, dtype=np.float32)
-        want = self.input["shape"][1:]
-        if x.ndim != 3 or list(x.shape[1:]) != want:
-            raise ValueError(f"model input must be [batch, {want[0]}, {want[1]}], got {x.shape}")
-        return self.session.run([self.output], {self.input["name"]: x})[0]
+        x = _check_input(epochs, self.shape)
+        return self.session.run([self.output], {self.input: x})[0]
 
 
-def load_epoch_model(manifest_path, backend: str = "onnxruntime", threads: int = 1) -> EpochModel:
+class LiteRTEpochModel:
+    """A .tflite model exported for batch 1, invoked once per epoch of a batch (XNNPACK cannot
+    reshape the exported graph's fixed reshapes; a Pi stages one epoch per 30 s anyway, and
+    servers batching many streams use onnxruntime's dynamic batch).
+
+    int8 models take and return int8 tensors: inputs are quantised with the file's own scale and
+    zero point, logits dequantised the same way, so callers always see float32.
+    """
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ModelIntegrityError(
+                "the litert backend needs ai-edge-litert: pip install 'sleepedge[litert]'"
+            ) from None
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self.shape = [int(v) for v in self._in["shape"][1:]]
+        self.interpreter.allocate_tensors()
+
+    def predict(self, epochs: np.ndarray) -> np.ndarray:
+        x = _check_input(epochs, self.shape)
+        if self._in["dtype"] == np.int8:
+            scale, zero = self._in["quantization"]
+            x = np.clip(np.rint(x / scale) + zero, -128, 127).astype(np.int8)
+        out = []
+        for epoch in x:
+            self.interpreter.set_tensor(self._in["index"], epoch[None])
+            self.interpreter.invoke()
+            out.append(self.interpreter.get_tensor(self._out["index"])[0])
+        y = np.stack(out) if out else np.zeros((0, *self._out["shape"][1:]), self._out["dtype"])
+        if self._out["dtype"] == np.int8:
+            scale, zero = self._out["quantization"]
+            return (y.astype(np.float32) - zero) * np.float32(scale)
+        return y.astype(np.float32)
+
+
+def load_epoch_model(
+    manifest_path, backend: str = "onnxruntime", precision: str = "fp32", threads: int = 1
+) -> EpochModel:
+    """The verified model file for ``backend`` × ``precision``, ready to ``predict``."""
+    if backend not in BACKENDS:
+        raise ModelIntegrityError(f"unknown backend {backend!r} (choose from {sorted(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise ModelIntegrityError(f"unknown precision {precision!r} (choose from {PRECISIONS})")
     manifest = Manifest.load(manifest_path)
-    if backend != "onnxruntime":
-        raise ModelIntegrityError(
-            f"backend {backend!r} is not available for "
-            f"{manifest.data.get('name')} yet (onnxruntime is)"
+    path = manifest.file(f"{BACKENDS[backend]}_{precision}")  # sha256 checked here
+    if backend == "litert":
+        model: EpochModel = LiteRTEpochModel(path, threads)
+    else:
+        model = OnnxEpochModel(
+            path, manifest.data["inputs"][0]["name"], manifest.data["outputs"][0]["name"], threads
         )
-    return OnnxEpochModel(manifest, threads)
+    scale = manifest.data["files"][f"{BACKENDS[backend]}_{precision}"].get("input_scale")
+    if scale is not None:
+        model = Prescaled(model, np.asarray(scale, np.float32))
+    model.classes = manifest.classes
+    return model
+
+
+class Prescaled:
+    """Multiplies each input channel by a fixed scale before the model (int8 files take
+    channel-normalised input so that one per-tensor int8 scale fits every channel)."""
+
+    def __init__(self, model: EpochModel, scale: np.ndarray) -> None:
+        self.model, self.scale = model, scale[None, :, None]
+        self.shape = model.shape
+
+    def predict(self, epochs: np.ndarray) -> np.ndarray:
+        x = _check_input(epochs, self.shape)
+        return self.model.predict(x * self.scale)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -50,12 +51,14 @@ def connect(
     session_expiry_s: int = 0,
     status_topic: str | None = None,
     timeout_s: float = 10.0,
+    on_connected: Callable[[mqtt.Client], None] | None = None,
 ) -> mqtt.Client:
     """A connected client with its network loop running in a background thread.
 
     ``status_topic`` gets a retained ``online`` now and, through the last will, a retained
     ``offline`` if the connection dies. ``session_expiry_s`` > 0 with ``clean_start=False`` keeps
-    the session (and QoS 1 messages for it) on the broker across reconnects.
+    the session (and QoS 1 messages for it) on the broker across reconnects. ``on_connected``
+    runs after every successful (re)connect, e.g. to subscribe again after a broker restart.
     """
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
@@ -78,6 +81,8 @@ def connect(
             _nodelay(c)
             if status_topic:
                 c.publish(status_topic, b"online", qos=1, retain=True)
+            if on_connected is not None:
+                on_connected(c)
         connected.set()
 
     client.on_connect = on_connect

@@ -1,0 +1,30 @@
+"""``--publish``: each epoch as JSON to ``sleepedge/v1/<device-id>/stage`` at QoS 1."""
+
+from __future__ import annotations
+
+import json
+
+from edge.devices.profile import DeviceProfile
+from edge.net.mqtt import BrokerAddress, connect
+from edge.staging import EpochRecord
+
+
+class StagePublisher:
+    def __init__(self, profile: DeviceProfile, broker: BrokerAddress, device_id: str) -> None:
+        if profile.mqtt is None:
+            raise ValueError(f"device {profile.name!r} has no [mqtt] topics in its descriptor")
+        self.topic = profile.mqtt.topic("stage", device_id)
+        self.client = connect(broker, f"edge-pub-{device_id}")
+        self._pending: list = []
+
+    def write(self, records: list[EpochRecord]) -> None:
+        for r in records:
+            payload = json.dumps(r.to_json(), separators=(",", ":")).encode()
+            self._pending.append(self.client.publish(self.topic, payload, qos=1))
+        self._pending = [i for i in self._pending if not i.is_published()]
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        for info in self._pending:
+            info.wait_for_publish(timeout_s)
+        self.client.disconnect()
+        self.client.loop_stop()
