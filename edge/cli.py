@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -207,6 +208,7 @@ def run(args) -> int:
         args.resume,
         publisher,
         view,
+        live=args.source in ("mqtt", "ble"),
     )
     stages = Counter(r for r in _stage_names(args.out))
     c = result.counts
@@ -244,6 +246,10 @@ def _stage_names(out: Path):
     return [r.stage_name for r in read_records(out / "epochs.jsonl")]
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -252,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration is not None and args.duration <= 0:
         print("edge-run: --duration must be positive", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends a live night like Ctrl-C
     try:
         return run(args)
     except Exception as exc:

@@ -23,6 +23,7 @@ from edge.devices.profile import EpochInputSpec, FrameInputSpec, StreamSpec
 from edge.ops.base import Snapshot
 from edge.ops.chain import Chain, FrameAssembler
 from edge.ops.epochs import EpochBuffer, SampleEpochs, reference_epochs
+from edge.ops.gaps import interpolate_gaps
 from edge.ops.steps import reference_chain
 
 
@@ -152,10 +153,14 @@ def reference_frame_features(
 
 
 def _epoch_fft_resample(data: np.ndarray, n_out: int) -> np.ndarray:
-    """Per-epoch FFT resampling (the ULW-SleepNet reference's treatment of the EMG envelope)."""
+    """Per-epoch FFT resampling (the ULW-SleepNet reference's treatment of the EMG envelope).
+
+    An FFT spreads one NaN over the whole epoch, so gaps inside an epoch are interpolated
+    linearly first (the epoch's ``nan_fraction`` still reports them); an epoch with no sample
+    at all stays NaN."""
     if data.shape[0] == 0 or data.shape[-1] == n_out:
         return data.reshape(*data.shape[:-1], n_out) if data.shape[0] == 0 else data
-    return sps.resample(data, n_out, axis=-1)
+    return sps.resample(interpolate_gaps(data), n_out, axis=-1)
 
 
 class EpochPipeline:

@@ -43,7 +43,9 @@ def run_night(
     resume: bool = False,
     publisher=None,
     view: LiveView | None = None,
+    live: bool = False,
 ) -> RunResult:
+    """Stage ``source`` to the end (or, for a ``live`` source, until Ctrl-C / SIGTERM)."""
     out.mkdir(parents=True, exist_ok=True)
     ck_path = out / CHECKPOINT
     resumed_at = None
@@ -74,20 +76,25 @@ def run_night(
             view.update(records, session.counts(), session.model_seconds)
 
     try:
-        for data in source:
-            records = session.feed(data)
-            if not records:
-                continue
-            emit(records)
-            if checkpoint_every and log.count >= next_ck:
-                log.sync()
-                meta = {
-                    "config": config,
-                    "log": log.position(),
-                    "source_position": getattr(source, "position", None),
-                }
-                checkpoint.save(ck_path, session.snapshot(), meta)
-                next_ck = log.count + checkpoint_every
+        try:
+            for data in source:
+                records = session.feed(data)
+                if not records:
+                    continue
+                emit(records)
+                if checkpoint_every and log.count >= next_ck:
+                    log.sync()
+                    meta = {
+                        "config": config,
+                        "log": log.position(),
+                        "source_position": getattr(source, "position", None),
+                    }
+                    checkpoint.save(ck_path, session.snapshot(), meta)
+                    next_ck = log.count + checkpoint_every
+        except KeyboardInterrupt:
+            if not live:
+                raise  # a replay stopped by hand resumes later from its checkpoint
+            # a live night ends when the user stops it: finish and write the reports
         emit(session.finish(getattr(source, "stats", {}).get("duration_s")))
     finally:
         log.close()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.ops.epochs import UNSCORED, SampleEpochs
+from edge.ops.gaps import interpolate_gaps
 
 STAGE_CODES = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "REM": 4}
 STAGE_NAMES = {v: k for k, v in STAGE_CODES.items()} | {UNSCORED: "unscored"}
@@ -72,18 +73,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def fill_short_gaps(x: np.ndarray) -> np.ndarray:
-    """Linear interpolation of NaNs along the last axis; ends held at the nearest sample."""
-    out = np.array(x, dtype=np.float32, copy=True)
-    flat = out.reshape(-1, out.shape[-1])
-    t = np.arange(flat.shape[-1])
-    for row in flat:  # per channel-epoch; only rows with a gap reach np.interp
-        bad = np.isnan(row)
-        if bad.any() and not bad.all():
-            row[bad] = np.interp(t[bad], t[~bad], row[~bad])
-    return out
-
-
 class EpochStager:
     """Runs a per-epoch model on ``SampleEpochs`` with the quality rule of the module docstring."""
 
@@ -108,8 +97,12 @@ class EpochStager:
         scored = (frac <= self.max_missing).all(axis=1)
         logits = np.full((len(epochs), len(self.model.classes)), np.nan, np.float32)
         if scored.any():
-            x = fill_short_gaps(epochs.data.reshape(len(epochs), len(self.channels), -1)[scored])
+            x = interpolate_gaps(
+                epochs.data.reshape(len(epochs), len(self.channels), -1)[scored], np.float32
+            )
             logits[scored] = self.model.predict(x)
+        broken = scored & ~np.isfinite(logits).all(axis=1)  # never stage from a non-finite
+        scored &= ~broken
         probs = softmax(logits)
         records = []
         for i, k in enumerate(epochs.index.tolist()):
@@ -124,6 +117,8 @@ class EpochStager:
                     c: round(float(v), 5) for c, v in zip(self.model.classes, probs[i], strict=True)
                 }
                 stage, reason = STAGE_CODES[self.model.classes[int(np.argmax(probs[i]))]], None
+            elif broken[i]:
+                p, stage, reason = None, UNSCORED, "model output not finite"
             else:
                 worst = [f"{c} {100 * f:.0f}%" for c, f in missing.items() if f > self.max_missing]
                 p, stage, reason = None, UNSCORED, "missing data: " + ", ".join(worst)

@@ -79,10 +79,10 @@ def connect(
             failure.append(str(reason_code))
         else:
             _nodelay(c)
+            if on_connected is not None:
+                on_connected(c)  # before "online": whoever sees it finds us subscribed
             if status_topic:
                 c.publish(status_topic, b"online", qos=1, retain=True)
-            if on_connected is not None:
-                on_connected(c)
         connected.set()
 
     client.on_connect = on_connect
@@ -103,3 +103,35 @@ def connect(
         why = failure[0] if failure else f"no answer in {timeout_s:g} s"
         raise MqttError(f"MQTT broker {broker.host}:{broker.port} refused the connection: {why}")
     return client
+
+
+class AckTracker:
+    """Counts QoS 1 publishes and their PUBACKs through ``on_publish``.
+
+    paho's ``MQTTMessageInfo.is_published()`` raises for a message published while the link was
+    down, although paho queues it and sends it after reconnecting; counting acknowledgements
+    instead works across broker restarts and needs no list of pending messages.
+    """
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.sent = 0
+        self.acked = 0
+        client.on_publish = self._on_publish
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self.acked += 1  # only paho's network thread writes this
+
+    def publish(self, client: mqtt.Client, topic: str, payload: bytes, **kw) -> None:
+        client.publish(topic, payload, qos=1, **kw)
+        self.sent += 1
+
+    def wait(self, timeout_s: float) -> bool:
+        """True once every publish so far is acknowledged, False after ``timeout_s``."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while self.acked < self.sent:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True

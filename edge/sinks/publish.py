@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from edge.devices.profile import DeviceProfile
-from edge.net.mqtt import BrokerAddress, connect
+from edge.net.mqtt import AckTracker, BrokerAddress, connect
 from edge.staging import EpochRecord
 
 
@@ -15,16 +15,14 @@ class StagePublisher:
             raise ValueError(f"device {profile.name!r} has no [mqtt] topics in its descriptor")
         self.topic = profile.mqtt.topic("stage", device_id)
         self.client = connect(broker, f"edge-pub-{device_id}")
-        self._pending: list = []
+        self.acks = AckTracker(self.client)
 
     def write(self, records: list[EpochRecord]) -> None:
         for r in records:
             payload = json.dumps(r.to_json(), separators=(",", ":")).encode()
-            self._pending.append(self.client.publish(self.topic, payload, qos=1))
-        self._pending = [i for i in self._pending if not i.is_published()]
+            self.acks.publish(self.client, self.topic, payload)
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        for info in self._pending:
-            info.wait_for_publish(timeout_s)
+    def close(self, timeout_s: float = 30.0) -> None:
+        self.acks.wait(timeout_s)
         self.client.disconnect()
         self.client.loop_stop()

@@ -4,9 +4,13 @@ A persistent session (fixed client id, ``clean_start=False``, session expiry) ke
 on the broker while we are away; paho reconnects by itself and ``on_connected`` subscribes
 again, so a broker restart loses nothing the broker persisted. Frames go through a bounded queue:
 when the engine falls behind by ``max_queue`` frames, newer frames are dropped and counted
-(bounded memory under a flood). The source ends when the device's availability topic turns
-``offline`` live (a retained ``offline`` from an earlier run is ignored) and the queue is drained,
-or when ``stop()`` is called.
+(bounded memory under a flood). The source ends when the device says ``finished`` on its status
+topic (live; a retained message from an earlier run is ignored) and the queue is drained, or when
+``stop()`` is called (Ctrl-C / SIGTERM in edge-run). ``offline`` (a last will, or a gateway
+going away) is availability only: the night goes on and the gap shows when frames come back.
+The engine announces itself on ``<status>/engine`` (retained
+``online`` once subscribed, ``offline`` by last will or on close), so a gateway or a test knows
+when frames will be heard.
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ class MqttSource:
         self._quiet_s = quiet_s
         self._raw = profile.mqtt.topic("raw", device_id, "+")
         self._status = profile.mqtt.topic("status", device_id)
+        self.engine_topic = self._status + "/engine"
         self._connects = 0
 
         def subscribe(client) -> None:
             self._connects += 1
             self.stats["reconnects"] = self._connects - 1
+            client.on_message = self._on_message  # before SUBSCRIBE: queued frames come at once
             client.subscribe([(self._raw, 1), (self._status, 1)])
 
         self.client = connect(
@@ -54,15 +60,17 @@ class MqttSource:
             client_id or f"edge-{device_id}",
             clean_start=False,
             session_expiry_s=session_expiry_s,
+            status_topic=self.engine_topic,
             on_connected=subscribe,
         )
-        self.client.on_message = self._on_message
 
     def _on_message(self, client, userdata, msg) -> None:
         if msg.topic == self._status:
-            if msg.payload == b"offline" and not msg.retain:
-                log.info("device went offline: ending after the queue drains")
+            if msg.payload == b"finished" and not msg.retain:
+                log.info("device finished: ending after the queue drains")
                 self._ended.set()
+            elif not msg.retain:
+                log.info("device status: %s", msg.payload.decode(errors="replace"))
             return
         try:
             self._queue.put_nowait(msg.payload)
@@ -82,5 +90,6 @@ class MqttSource:
         self._ended.set()
 
     def close(self) -> None:
+        self.client.publish(self.engine_topic, b"offline", qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()

@@ -4,7 +4,7 @@ at QoS 1 (one message per frame, about 8 a second per stream at most), availabil
 from __future__ import annotations
 
 from edge.devices import DeviceProfile
-from edge.net.mqtt import BrokerAddress, connect
+from edge.net.mqtt import AckTracker, BrokerAddress, connect
 from firmware_sim.device import SentFrame
 
 
@@ -18,23 +18,22 @@ class MqttPublisher:
         self._topics = {s: profile.mqtt.topic("raw", device_id, s) for s in profile.streams}
         self._status = profile.mqtt.topic("status", device_id)
         self.client = connect(broker, f"sim-{device_id}", status_topic=self._status)
-        self._pending = []
-        self.published = 0
+        self.acks = AckTracker(self.client)  # after connect: its "online" is not counted
+
+    @property
+    def published(self) -> int:
+        return self.acks.sent
 
     def send(self, frame: SentFrame) -> None:
-        info = self.client.publish(self._topics[frame.stream], frame.data, qos=self.qos)
-        self._pending.append(info)
-        self.published += 1
-        if len(self._pending) >= 512:  # bound what waits for PUBACK
-            self._pending = [i for i in self._pending if not i.is_published()]
+        """Publish one frame; while the broker is away paho queues it and resends later."""
+        self.acks.publish(self.client, self._topics[frame.stream], frame.data)
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Wait until the broker has acknowledged every frame, go offline, disconnect."""
-        for info in self._pending:
-            info.wait_for_publish(timeout_s)
-        self._pending.clear()
-        self.client.publish(self._status, b"offline", qos=1, retain=True).wait_for_publish(
-            timeout_s
-        )
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Wait until the broker has acknowledged every frame, say ``finished`` (the recording
+        is over; live only), go ``offline`` (retained), disconnect."""
+        self.acks.wait(timeout_s)
+        self.acks.publish(self.client, self._status, b"finished")
+        self.acks.publish(self.client, self._status, b"offline", retain=True)
+        self.acks.wait(timeout_s)
         self.client.disconnect()
         self.client.loop_stop()
