@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-id", default="sim0001", help="MQTT device id / BLE name suffix")
     p.add_argument("--ble-backend", choices=["bleak", "bumble"], default="bleak")
     p.add_argument("--ble-address", help="BLE address or name to connect to (default: scan)")
+    p.add_argument(
+        "--ble-transport",
+        help="Bumble transport for --ble-backend bumble: tcp-client:HOST:PORT (a virtual "
+        "controller) or a radio such as usb:0",
+    )
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        help="ble/mqtt: end the night after N s without frames (once frames have arrived)",
+    )
     p.add_argument("--model", help="bundled model name or a manifest .json (default per device)")
     p.add_argument("--backend", choices=["onnxruntime", "litert"], default="onnxruntime")
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
@@ -160,7 +170,14 @@ def _source(args, profile):
         return MqttSource(profile, BrokerAddress.parse(args.broker), args.device_id)
     from edge.sources.ble import BleSource
 
-    return BleSource(profile, args.ble_backend, args.ble_address, args.device_id)
+    return BleSource(
+        profile,
+        args.ble_backend,
+        args.ble_address,
+        args.device_id,
+        args.ble_transport,
+        args.idle_exit,
+    )
 
 
 def _config(args) -> dict:

@@ -143,12 +143,21 @@ async def _run_ble(args) -> int:
         args.ble_transport, f"sim-{args.device_id}", "C0:98:E5:49:00:01"
     ) as bumble_device:
         _, device, deliveries, _ = _prepare(args)  # after the transport opened: fail fast
-        peripheral = BlePeripheral(device, bumble_device, args.device_id, deliveries, args.speed)
+        drops = []
+        if args.disconnect:  # tear the link down at the start of every down window
+            down, every = args.disconnect
+            end = max((d.t_deliver_s for d in deliveries), default=0.0)
+            drops = [k * every - down for k in range(1, int(end // every) + 1)]
+        peripheral = BlePeripheral(
+            device, bumble_device, args.device_id, deliveries, args.speed, drops
+        )
         await peripheral.start()
         print(f"firmware-sim: advertising as {peripheral.name} on {args.ble_transport}", flush=True)
         await peripheral.done.wait()
         await asyncio.sleep(0.5)  # let the last notifications leave
-    print(f"firmware-sim: notified {peripheral.sent:,} frames")
+    print(
+        f"firmware-sim: notified {peripheral.sent:,} frames, {peripheral.link_drops} link drop(s)"
+    )
     return 0
 
 

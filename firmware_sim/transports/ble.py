@@ -4,7 +4,10 @@ GATT (UUIDs from the descriptor's ``[ble]`` table): the SleepEdge service with a
 (write: [START|STOP][stream code or 0xFF]) and a data characteristic that notifies one frame per
 notification (≤ 244 bytes: needs an ATT MTU of 247, i.e. Data Length Extension on real radios),
 plus the standard Battery (0x180F) and Device Information (0x180A) services. Streaming starts
-when a central writes START and runs at the replay speed on the device's schedule.
+when a central writes START and runs at the replay speed on the device's schedule. At each of
+``link_drops`` (device seconds; the simulator's ``--disconnect`` windows) the peripheral tears
+the connection down; advertising restarts and streaming resumes after the central reconnects
+and writes START again (the frames of the down window were never sent).
 
 Bumble runs a real host stack over a virtual controller: in-process on a ``LocalLink``, or in
 another process over TCP (``python -m bumble.apps.controllers tcp-server:H:P1 tcp-server:H:P2``
@@ -55,6 +58,7 @@ class BlePeripheral:
         device_id: str,
         deliveries: Iterable[Delivery],
         speed: float | None = None,
+        link_drops: Iterable[float] = (),
     ) -> None:
         ble = device.profile.ble
         if ble is None:
@@ -63,6 +67,8 @@ class BlePeripheral:
         self.name = f"{ble.name_prefix}-{device_id}"
         self._deliveries = list(deliveries)
         self._next = 0  # index of the next delivery: streaming resumes where it stopped
+        self._drops = sorted(link_drops)  # device times (s) at which the link is torn down
+        self.link_drops = 0
         self._task: asyncio.Task | None = None
         self.sent = 0
         self.done = asyncio.Event()
@@ -113,6 +119,15 @@ class BlePeripheral:
                 wait = start + d.t_deliver_s / self.speed - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+            if self._drops and d.t_deliver_s >= self._drops[0]:
+                self._drops.pop(0)
+                self.link_drops += 1
+                # frames already notified leave first: the window's loss is the injected one,
+                # not whatever sat in the controller's buffers at the instant of the drop
+                await asyncio.sleep(0.5)
+                for conn in list(self.bumble.connections.values()):
+                    await conn.disconnect()  # the central must reconnect and START again
+                return
             self._next += 1
             if d.frame.stream in self.device.streaming:
                 await self.bumble.notify_subscribers(self.data, d.frame.data)
