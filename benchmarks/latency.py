@@ -1,10 +1,11 @@
 """Latency per model call, one thread: ``python benchmarks/latency.py [--json] [--quick]``.
 
 For every model variant available here: backend × precision, p50/p90/p99/min µs per call with
-warm-up, against torch eager on the same input (the baseline a user would write). Until a
-trained model is bundled, the ULW-SleepNet graph is exported on the fly from initialised weights
-(latency does not depend on the weights' values). ``--json`` prints a list of records with
-``model``, ``backend``, ``precision``, ``batch``, ``p50_us``, ``p90_us``, ``p99_us``, ``min_us``.
+warm-up, against torch eager on the same weights and input (the baseline a user would write).
+The bundled ULW-SleepNet is timed through the edge runtime exactly as edge-run calls it (the
+``predict`` of onnxruntime and LiteRT runners, int8 input scaling included). ``--json`` prints a
+list of records with ``model``, ``backend``, ``precision``, ``batch``, ``p50_us``, ``p90_us``,
+``p99_us``, ``min_us``, plus ``params``, ``macs`` and the model file's ``bytes``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,55 +34,44 @@ def timings(fn, n: int, warmup: int = 20) -> dict[str, float]:
     return {"p50_us": q[0], "p90_us": q[1], "p99_us": q[2], "min_us": ts.min() * 1e6}
 
 
+MANIFEST = Path(__file__).resolve().parents[1] / "edge" / "models" / "ulw_sleepnet"
+
+
 def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
-    import onnxruntime as ort
+    """The bundled ULW-SleepNet through the edge runtime (every backend × precision the
+    manifest lists), and torch eager on the same weights and input as the baseline."""
     import torch
 
-    from export.quantize import quantize_int8, realistic_calibration
-    from export.ulw import export_onnx
+    from edge.models import load_epoch_model
+    from edge.models.manifest import Manifest
     from training.models.ulw_sleepnet import ULWSleepNet
 
     torch.set_num_threads(1)
-    model = ULWSleepNet(4).eval()
-    model.input_scale.copy_(torch.tensor([1 / 25, 1 / 20, 1 / 40, 1 / 5]))
-    tmp = Path(tempfile.mkdtemp())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(model, tmp / "fp32.onnx")
-        data = (np.random.default_rng(0).standard_normal((64, 4, 3000)) * 30).astype(np.float32)
-        quantize_int8(tmp / "fp32.onnx", tmp / "int8.onnx", realistic_calibration(data, 32))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sessions = {
-        p: ort.InferenceSession(str(tmp / f"{p}.onnx"), opts, providers=["CPUExecutionProvider"])
-        for p in ("fp32", "int8")
-    }
+    manifest = Manifest.load(MANIFEST / "ulw_sleepnet.json")
+    files = manifest.data["files"]
+    model = ULWSleepNet.from_checkpoint(manifest.file("torch_checkpoint")).eval()
+    data = (np.random.default_rng(0).standard_normal((64, 4, 3000)) * 30).astype(np.float32)
+    common = {"model": "ulw_sleepnet", "params": manifest.data["params"]}
+    common["macs"] = manifest.data["macs"]
+    runners = {}
+    for key in ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8"):
+        if key in files:
+            backend = {"onnx": "onnxruntime", "tflite": "litert"}[key.split("_")[0]]
+            precision = key.split("_")[1]
+            runners[(backend, precision, files[key]["bytes"])] = load_epoch_model(
+                manifest.path, backend, precision, threads=1
+            )
     out = []
     for b in batches:
         x = data[:b]
         xt = torch.from_numpy(x)
-        for precision, s in sessions.items():
-            r = timings(lambda s=s, x=x: s.run(None, {"epochs": x}), n)
-            out.append(
-                {
-                    "model": "ulw_sleepnet",
-                    "backend": "onnxruntime",
-                    "precision": precision,
-                    "batch": b,
-                    **r,
-                }
-            )
+        for (backend, precision, size), m in runners.items():
+            r = timings(lambda m=m, x=x: m.predict(x), n)
+            out.append(common | {"backend": backend, "precision": precision, "batch": b,
+                                 "bytes": size} | r)  # fmt: skip
         with torch.no_grad():
             r = timings(lambda xt=xt: model(xt), max(20, n // 5))
-        out.append(
-            {
-                "model": "ulw_sleepnet",
-                "backend": "torch-eager",
-                "precision": "fp32",
-                "batch": b,
-                **r,
-            }
-        )
+        out.append(common | {"backend": "torch-eager", "precision": "fp32", "batch": b} | r)
     return out
 
 

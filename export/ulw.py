@@ -135,6 +135,8 @@ def export_ulw(
         parity["tflite_int8_agreement_on_calibration"] = _agreement(
             _tflite_logits(files["tflite_int8"], probe_scaled), fp32
         )
+    files["torch_checkpoint"] = out / f"{NAME}.pt"  # the weights, for parity and baselines
+    torch.save({"model": model.state_dict()}, files["torch_checkpoint"])
     entries = {k: _file_entry(v) for k, v in files.items()}
     for k in ("onnx_int8", "tflite_int8"):
         if k in entries:

@@ -18,5 +18,8 @@ def test_latency_benchmark_quick_json():
     assert {(r["backend"], r["precision"]) for r in records} == {
         ("onnxruntime", "fp32"),
         ("onnxruntime", "int8"),
+        ("litert", "fp32"),
+        ("litert", "int8"),
         ("torch-eager", "fp32"),
     }
+    assert all(r["params"] == 13_337 and r["macs"] == 3_498_352 for r in records)

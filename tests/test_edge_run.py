@@ -157,23 +157,28 @@ def test_replay_of_a_real_edf_file_written_with_edfio(tmp_path, clean_hour):
     assert agree >= 0.95  # EDF's own digital rounding differs from the wire's by ≤ 0.05 uV
 
 
-def test_memory_stays_bounded_under_a_flood():
-    """A flood of frames through the MQTT source's queue: drops are counted, memory is not."""
-    from queue import Queue
-
+def test_memory_stays_bounded_under_a_flood(broker):
+    """A flood through a real broker into an engine that does not keep up: the MQTT source's
+    queue holds at most ``max_queue`` frames, every other frame is counted as dropped."""
+    from edge.devices import load_device
+    from edge.net.mqtt import AckTracker, BrokerAddress, connect
     from edge.sources.mqtt import MqttSource
 
-    src = MqttSource.__new__(MqttSource)  # the queue logic alone, without a broker
-    src._queue, src.stats = Queue(100), {"received": 0, "dropped_queue_full": 0}
-    src._status = "status"
-
-    class Msg:
-        topic, payload, retain = "raw", b"x" * 200, False
-
-    for _ in range(10_000):
-        src._on_message(None, None, Msg())
+    addr = BrokerAddress("127.0.0.1", broker.port)
+    src = MqttSource(load_device("psg"), addr, "flood", max_queue=100)
+    pub = connect(addr, "flooder")
+    acks = AckTracker(pub)
+    for i in range(2_000):
+        acks.publish(pub, "sleepedge/v1/flood/raw/eeg", i.to_bytes(4, "little") * 50)
+    assert acks.wait(30)
+    deadline = time.monotonic() + 30
+    while src.stats["received"] + src.stats["dropped_queue_full"] < 2_000:
+        assert time.monotonic() < deadline, src.stats
+        time.sleep(0.05)
+    assert src.stats == {"received": 100, "dropped_queue_full": 1_900, "reconnects": 0}
     assert src._queue.qsize() == 100
-    assert src.stats == {"received": 100, "dropped_queue_full": 9_900}
+    pub.disconnect()
+    src.close()
 
 
 def test_live_panel_renders_on_a_terminal(tmp_path):

@@ -64,3 +64,25 @@ def test_evaluate_without_checkpoint_is_one_line(tmp_path):
         str(tmp_path / "none.pt"),
     )
     assert out.returncode == 2 and "no checkpoint" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_evaluate_scores_the_shipped_files_through_the_runtime(tmp_path):
+    """--manifest: every variant scored on the same epochs, agreement with the first."""
+    from edge.cli import MODELS_DIR
+
+    test_night = load("sleep-edf")["nights"]["test"][0]
+    folder = tmp_path / "data" / "sleep_edf" / "bandpower_features"
+    folder.mkdir(parents=True)
+    shutil.copy(data_root() / "sleep_edf" / "bandpower_features" / f"{test_night}.npz", folder)
+    r = run_json(
+        "training.evaluate", "--model", "ulw", "--dataset", "sleep-edf",
+        "--data", str(tmp_path / "data"), "--max-epochs", "60", "--json",
+        "--manifest", str(MODELS_DIR / "ulw_sleepnet" / "ulw_sleepnet.json"),
+        "--variants", "onnxruntime:fp32,litert:fp32,onnxruntime:int8",
+    )  # fmt: skip
+    v = r["variants"]
+    assert list(v) == ["onnxruntime:fp32", "litert:fp32", "onnxruntime:int8"]
+    assert v["onnxruntime:fp32"]["agreement_with_first"] == 1.0
+    assert v["litert:fp32"]["agreement_with_first"] == 1.0  # same weights, parity ≤ 1e-4
+    assert all(KEYS <= set(x) for x in v.values())
+    assert v["onnxruntime:fp32"]["confusion"] == r["confusion"]

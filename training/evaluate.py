@@ -29,8 +29,44 @@ from training.models.ulw_sleepnet import ULWSleepNet
 from training.splits import load as load_split
 
 
-def predict(model: ULWSleepNet, x: np.ndarray) -> np.ndarray:
-    return model.predict(torch.from_numpy(x)).numpy()
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """Stage codes from a torch model or from an edge runtime model (``predict`` → logits)."""
+    if isinstance(model, ULWSleepNet):
+        return model.predict(torch.from_numpy(x)).numpy()
+    if isinstance(model, Variants):
+        return model.predict(x)
+    return (
+        np.concatenate(
+            [model.predict(x[i : i + 256]).argmax(axis=1) for i in range(0, len(x), 256)]
+        )
+        if len(x)
+        else np.zeros(0, np.int64)
+    )
+
+
+class Variants:
+    """Several exported variants scored on the same epochs (the first is the reference)."""
+
+    def __init__(self, manifest: Path, names: list[str]) -> None:
+        from edge.models import load_epoch_model
+
+        self.names = names
+        self.models = [load_epoch_model(manifest, *n.split(":")) for n in names]
+        self.predictions: dict[str, list[np.ndarray]] = {n: [] for n in names}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = [predict(m, x) for m in self.models]
+        for n, p in zip(self.names, out, strict=True):
+            self.predictions[n].append(p)
+        return out[0]
+
+    def report(self, y: np.ndarray) -> dict:
+        first = np.concatenate(self.predictions[self.names[0]])
+        out = {}
+        for n in self.names:
+            p = np.concatenate(self.predictions[n])
+            out[n] = stage_metrics(y, p) | {"agreement_with_first": float((p == first).mean())}
+        return out
 
 
 def _bandpower_features(night: str, root: Path, channels=slice(None)) -> tuple[np.ndarray, ...]:
@@ -72,6 +108,8 @@ def evaluate_sleep_edf(model, data: Path, max_nights: int | None, max_epochs: in
         cps.append(ceiling.predict(fx))
     result = stage_metrics(np.concatenate(ys), np.concatenate(ps))
     result["ceiling"] = stage_metrics(np.concatenate(cys), np.concatenate(cps))
+    if isinstance(model, Variants):
+        result["variants"] = model.report(np.concatenate(ys))
     result["nights"] = nights
     result["data"] = "Sleep-EDF SC nights resynthesised from their real band powers (held-out "
     result["data"] += "subjects of training/splits/sleep-edf.json)"
@@ -102,6 +140,8 @@ def evaluate_dreams(model, data: Path) -> dict:
     y = np.concatenate(ys)
     result = stage_metrics(y, np.concatenate(ps))
     result["ceiling"] = stage_metrics(y, np.concatenate(cps))
+    if isinstance(model, Variants):
+        result["variants"] = model.report(y)
     result["data"] = "DREAMS spindles excerpts, real raw central EEG (30-s labels with full "
     result["data"] += "agreement)"
     return result
@@ -117,16 +157,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=Path("runs/ulw/best.pt"))
     ap.add_argument("--max-nights", type=int)
     ap.add_argument("--max-epochs", type=int)
+    ap.add_argument(
+        "--manifest",
+        type=Path,
+        help="score exported files through the edge runtime instead of a torch checkpoint",
+    )
+    ap.add_argument(
+        "--variants",
+        default="onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8",
+        help="with --manifest: BACKEND:PRECISION list; the first is the reference for agreement",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    if not args.checkpoint.exists():
+    if args.manifest is not None:
+        model = Variants(args.manifest, args.variants.split(","))
+    elif not args.checkpoint.exists():
         print(
             f"evaluate: no checkpoint at {args.checkpoint} (train first: python -m "
             "training.train ulw)",
             file=sys.stderr,
         )
         return 2
-    model = ULWSleepNet.from_checkpoint(args.checkpoint)
+    else:
+        model = ULWSleepNet.from_checkpoint(args.checkpoint)
     if args.dataset == "sleep-edf":
         result = evaluate_sleep_edf(model, args.data, args.max_nights, args.max_epochs)
     else:
@@ -139,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:8s} accuracy {r['accuracy']:.3f}  balanced {r['balanced_accuracy']:.3f}  "
             f"macro-F1 {r['macro_f1']:.3f}  kappa {r['kappa']:.3f}  MCC {r['mcc']:.3f}  "
             f"({r['n_epochs']} epochs)"
+        )
+    for name, r in result.get("variants", {}).items():
+        print(
+            f"{name:20s} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:.3f}  "
+            f"agreement with {args.variants.split(',')[0]} {r['agreement_with_first']:.3f}"
         )
     print("confusion (rows truth W N1 N2 N3 REM):")
     for row in result["confusion"]:

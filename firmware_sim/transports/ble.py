@@ -123,8 +123,12 @@ class BlePeripheral:
                 self._drops.pop(0)
                 self.link_drops += 1
                 # frames already notified leave first: the window's loss is the injected one,
-                # not whatever sat in the controller's buffers at the instant of the drop
-                await asyncio.sleep(0.5)
+                # not whatever sat in the host's and controller's buffers at the drop
+                for conn in list(self.bumble.connections.values()):
+                    queue = self.bumble.host.get_data_packet_queue(conn.handle)
+                    if queue is not None:
+                        await queue.drain(conn.handle)
+                await asyncio.sleep(0.2)  # the peer host processes what its controller got
                 for conn in list(self.bumble.connections.values()):
                     await conn.disconnect()  # the central must reconnect and START again
                 return
