@@ -23,3 +23,11 @@ def test_latency_benchmark_quick_json():
         ("torch-eager", "fp32"),
     }
     assert all(r["params"] == 13_337 and r["macs"] == 3_498_352 for r in records)
+
+
+def test_throughput_benchmark_quick_json():
+    r = run_json("benchmarks/throughput.py", "--quick", "--json", module=False, timeout=600)
+    assert r["epochs"] == 120 and r["x_real_time"] > 1
+    assert r["memory"]["state_bytes_per_stream"] > 0
+    g = r["cost_growth"]["hour_1"]
+    assert g["naive_over_streaming"] > 0 and g["streaming_us_per_epoch"] > 0

@@ -1,0 +1,220 @@
+"""Throughput, memory and cost growth of a whole night: ``python benchmarks/throughput.py``.
+
+One core (BLAS and the model pinned to one thread). For ``--device psg`` (the device with a
+bundled model):
+
+- (a) an 8-hour night (Sleep-EDF SC4762's first 8 h, resynthesised) replayed end to end as fast
+  as possible: wire frames → receiver → operators → ULW-SleepNet → epochs.jsonl/csv → reports,
+  as × real time. The frames are made beforehand (the simulator's work is not timed).
+- (c) memory: bytes of pipeline state per stream (its checkpoint snapshot) and the heap each
+  added stream keeps alive (tracemalloc; N sessions sharing one model, each fed a minute of
+  frames), with the RSS growth beside it (the allocator reuses freed pages, so RSS understates).
+- (d) cost growth: the streaming cost per epoch (operators in 1-s chunks + model) at hours 1, 4
+  and 8 against the naive baseline a user would write, recomputing the batch filter chain over
+  the growing buffer and staging the newest epoch every 30 s, as a ratio; plus the end-to-end
+  cost per epoch in (a) around those hours (frame decoding included).
+
+(b), many live ANNE streams over MQTT, waits for the Mamba runtime (issue #6). ``--quick``: a
+one-hour night, 5 sessions (CI smoke run); ``--json`` prints the results as one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np  # noqa: E402
+from machine import machine_info  # noqa: E402  (pins threads before numpy loads)
+
+NIGHT = "sleep-edf/SC4762"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def build(hours: float):
+    from edge.devices import load_device
+    from firmware_sim.device import VirtualDevice
+    from firmware_sim.sources import synth_night
+
+    profile = load_device("psg")
+    night = synth_night(NIGHT, profile, 0, hours * 3600)
+    frames = [f.data for f in VirtualDevice.from_recording(profile, night.recording).frames()]
+    return profile, night.recording, frames
+
+
+def new_session(profile, model):
+    from edge.session import Session
+    from edge.staging import EpochStager
+
+    spec = profile.input("ulw_sleepnet")
+    return Session(profile, spec, EpochStager(model, [c.stream.name for c in spec.channels]))
+
+
+def replay(profile, model, frames, out: Path) -> dict:
+    """(a) and the per-epoch costs for (d)."""
+    from edge.sinks.epoch_log import EpochLog, read_records
+    from edge.sinks.reports import write_reports
+
+    session, log = new_session(profile, model), EpochLog(out)
+    costs, t_epoch = [], time.perf_counter()
+    t0 = time.perf_counter()
+    for data in frames:
+        records = session.feed(data)
+        if records:
+            log.write(records)
+            now = time.perf_counter()
+            costs.append((now - t_epoch) / len(records))
+            t_epoch = now
+    log.write(session.finish())
+    log.close()
+    write_reports(read_records(log.jsonl_path), out, list(model.classes))
+    return {"seconds": time.perf_counter() - t0, "epochs": log.count, "costs": costs}
+
+
+def streaming_epoch_cost(profile, model, recording, hour: float, epochs: int = 10) -> float:
+    """Median cost of the operators + model for one epoch ending near ``hour``: the chain is run
+    in 1-s chunks up to there first (untimed), then the next ``epochs`` epochs are timed."""
+    from edge.features import EpochPipeline
+
+    spec = profile.input("ulw_sleepnet")
+    pipe = EpochPipeline(spec)
+    names = [c.stream.name for c in spec.channels]
+    rates = {n: int(profile.streams[n].rate_hz) for n in names}
+    start = int(hour * 3600) - 30 * epochs
+
+    def second(t: int):
+        out = None
+        for n in names:
+            x = recording.signals[n][..., t * rates[n] : (t + 1) * rates[n]]
+            e = pipe.push(n, x)
+            out = e if len(e) else out
+        return out
+
+    for t in range(start):
+        second(t)
+    costs = []
+    for k in range(epochs):
+        t0 = time.perf_counter()
+        for t in range(start + 30 * k, start + 30 * (k + 1)):
+            e = second(t)
+        model.predict(np.nan_to_num(e.data.reshape(len(e), 4, -1)).astype(np.float32))
+        costs.append(time.perf_counter() - t0)
+    return float(np.median(costs))
+
+
+def naive_epoch_cost(profile, model, recording, hour: float) -> float:
+    """Recompute the batch chain over everything up to ``hour`` and stage the newest epoch."""
+    from edge.features import reference_epoch_features
+
+    spec = profile.input("ulw_sleepnet")
+    upto = {
+        name: x[..., : int(hour * 3600 * profile.streams[name].rate_hz)]
+        for name, x in recording.signals.items()
+    }
+    t0 = time.perf_counter()
+    epochs = reference_epoch_features(spec, upto)
+    model.predict(np.nan_to_num(epochs[-1:]).astype(np.float32))
+    return time.perf_counter() - t0
+
+
+def memory(profile, model, frames, n: int) -> dict:
+    minute = frames[: 60 * 4]  # psg sends 4 frames a second
+    sessions = [new_session(profile, model)]
+    for data in minute:
+        sessions[0].feed(data)
+    state = sum(v.nbytes for v in sessions[0].snapshot().values())
+    import tracemalloc
+
+    before_rss = rss_bytes()
+    tracemalloc.start()
+    for _ in range(n):
+        s = new_session(profile, model)
+        for data in minute:
+            s.feed(data)
+        sessions.append(s)
+    traced, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "state_bytes_per_stream": state,
+        "heap_bytes_per_stream": traced / n,  # Python + numpy allocations still alive
+        "rss_bytes_per_stream": (rss_bytes() - before_rss) / n,  # allocator reuse hides it
+    }
+
+
+def run(hours: float, n_sessions: int) -> dict:
+    from edge.cli import MODELS_DIR
+    from edge.models import load_epoch_model
+
+    model = load_epoch_model(MODELS_DIR / "ulw_sleepnet" / "ulw_sleepnet.json", threads=1)
+    profile, recording, frames = build(hours)
+    with tempfile.TemporaryDirectory() as tmp:
+        a = replay(profile, model, frames, Path(tmp))
+    costs = np.array(a.pop("costs"))
+    growth = {}
+    for h in (1, 4, 8):
+        if h > hours:
+            continue
+        k = int(h * 120) - 1  # the epoch ending at hour h
+        window = costs[max(0, k - 20) : k + 1]
+        stream_us = streaming_epoch_cost(profile, model, recording, h) * 1e6
+        naive_us = naive_epoch_cost(profile, model, recording, h) * 1e6
+        growth[f"hour_{h}"] = {
+            "end_to_end_us_per_epoch": float(np.median(window)) * 1e6,
+            "streaming_us_per_epoch": stream_us,
+            "naive_us_per_epoch": naive_us,
+            "naive_over_streaming": naive_us / stream_us,
+        }
+    return {
+        "machine": machine_info(),
+        "device": "psg",
+        "night": f"{NIGHT}, first {hours:g} h, resynthesised",
+        "frames": len(frames),
+        "epochs": a["epochs"],
+        "seconds": a["seconds"],
+        "x_real_time": hours * 3600 / a["seconds"],
+        "us_per_epoch": a["seconds"] / a["epochs"] * 1e6,
+        "memory": memory(profile, model, frames, n_sessions),
+        "cost_growth": growth,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="one hour, 5 sessions (smoke run)")
+    args = ap.parse_args(argv)
+    r = run(1.0 if args.quick else 8.0, 5 if args.quick else 50)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    print(f"machine: {r['machine']}")
+    print(
+        f"(a) {r['night']}: {r['frames']:,} frames, {r['epochs']} epochs in {r['seconds']:.1f} s "
+        f"= {r['x_real_time']:,.0f}x real time ({r['us_per_epoch']:,.0f} us per epoch)"
+    )
+    m = r["memory"]
+    print(
+        f"(c) checkpoint state per stream {m['state_bytes_per_stream'] / 1024:.1f} KiB; live "
+        f"heap per added stream {m['heap_bytes_per_stream'] / 1024:.1f} KiB (RSS growth "
+        f"{m['rss_bytes_per_stream'] / 1024:.1f} KiB)"
+    )
+    for h, g in r["cost_growth"].items():
+        print(
+            f"(d) {h}: operators + model {g['streaming_us_per_epoch']:,.0f} us per epoch "
+            f"(end to end with frame decoding {g['end_to_end_us_per_epoch']:,.0f} us), naive "
+            f"recompute {g['naive_us_per_epoch']:,.0f} us ({g['naive_over_streaming']:,.1f}x)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
