@@ -103,13 +103,8 @@ class Session:
     def snapshot(self) -> Snapshot:
         snap = {f"pipe.{k}": np.asarray(v) for k, v in self.pipeline.snapshot().items()}
         book = {
-            "rejected": self.receiver.rejected,
-            "trackers": self.receiver.trackers,
-            "last_t": self.receiver._last_t,
-            "anchor_ns": self.assembler.anchor_ns,
-            "gap_samples": self.assembler.gap_samples,
-            "overlap_samples": self.assembler.overlap_samples,
-            "next": self.assembler._next,
+            "receiver": self.receiver.state(),
+            "assembler": self.assembler.state(),
             "pending": self._pending,
             "waiting": self._waiting,
             "next_index": self.next_index,
@@ -120,13 +115,8 @@ class Session:
     def restore(self, snap: Snapshot) -> None:
         self.pipeline.restore({k[5:]: v for k, v in snap.items() if k.startswith("pipe.")})
         book = pickle.loads(np.asarray(snap["bookkeeping"]).tobytes())  # our own checkpoint
-        self.receiver.rejected = book["rejected"]
-        self.receiver.trackers = book["trackers"]
-        self.receiver._last_t = book["last_t"]
-        self.assembler.anchor_ns = book["anchor_ns"]
-        self.assembler.gap_samples = book["gap_samples"]
-        self.assembler.overlap_samples = book["overlap_samples"]
-        self.assembler._next = book["next"]
+        self.receiver.set_state(book["receiver"])
+        self.assembler.set_state(book["assembler"])
         self._pending = book["pending"]
         self._waiting = book["waiting"]
         self.next_index = book["next_index"]

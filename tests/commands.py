@@ -18,3 +18,10 @@ def run_json(*args: str, module: bool = True, timeout: float = 600):
     out = run(*args, module=module, timeout=timeout)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    """``python -m MODULE ARGS`` in the background, text output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )

@@ -29,3 +29,39 @@ def broker(tmp_path):
     b = Broker(tmp_path).start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def linked_controllers():
+    """Two Bumble virtual controllers linked in another process, each on a TCP port: a
+    peripheral on one and a central on the other talk over a real BLE host stack."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.mosquitto import free_port
+
+    p1, p2 = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bumble.apps.controllers",
+            f"tcp-server:127.0.0.1:{p1}",
+            f"tcp-server:127.0.0.1:{p2}",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", p2), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "bumble controllers did not start"
+            time.sleep(0.1)
+    yield p1, p2
+    proc.terminate()
+    proc.wait(10)

@@ -2,68 +2,23 @@
 virtual controllers linked over TCP → bleak on the Bumble backend in edge-run → outputs."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
 
-from tests.commands import run
-from tests.mosquitto import free_port
+from tests.commands import run, spawn
 
 FAULTS = ["--duration", "1200", "--seed", "5", "--loss", "0.01", "--disconnect", "30/360"]
 
 
-def wait_for_port(port, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
-def test_ble_night_with_link_drops_equals_the_in_process_run(tmp_path):
+def test_ble_night_with_link_drops_equals_the_in_process_run(tmp_path, linked_controllers):
     reference = tmp_path / "reference"
     ref = run("edge.cli", "--source", "sim", "--plain", "--out", str(reference), *FAULTS)
     assert ref.returncode == 0, ref.stderr
-    p1, p2 = free_port(), free_port()
-    controllers = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bumble.apps.controllers",
-            f"tcp-server:127.0.0.1:{p1}",
-            f"tcp-server:127.0.0.1:{p2}",
-        ],  # fmt: skip
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sim = None
+    p1, p2 = linked_controllers
+    sim = spawn(
+        "firmware_sim.cli", "--device", "psg", "--transport", "ble",
+        "--ble-transport", f"tcp-client:127.0.0.1:{p1}", "--speed", "max",
+        "--device-id", "ble7", *FAULTS,
+    )  # fmt: skip
     try:
-        wait_for_port(p2)
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "firmware_sim.cli",
-                "--device",
-                "psg",
-                "--transport",
-                "ble",
-                "--ble-transport",
-                f"tcp-client:127.0.0.1:{p1}",
-                "--speed",
-                "max",
-                "--device-id",
-                "ble7",
-                *FAULTS,
-            ],  # fmt: skip
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         out = tmp_path / "ble"
         edge = run(
             "edge.cli", "--source", "ble", "--device", "psg", "--ble-backend", "bumble",
@@ -82,7 +37,6 @@ def test_ble_night_with_link_drops_equals_the_in_process_run(tmp_path):
         got = (out / "epochs.jsonl").read_text().splitlines()
         assert got == (reference / "epochs.jsonl").read_text().splitlines()
     finally:
-        for proc in (sim, controllers):
-            if proc and proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+        if sim.poll() is None:
+            sim.terminate()
+            sim.wait(10)

@@ -15,7 +15,7 @@ from firmware_sim.faults import FaultPlan, apply_faults
 from firmware_sim.resynth import walch_night
 from firmware_sim.transports.ble import ATT_MTU, BlePeripheral
 from firmware_sim.transports.bumble_link import local_pair, transport_device
-from tests.mosquitto import free_port
+from tests.commands import spawn
 
 ANNE = load_device("anne")
 
@@ -102,54 +102,16 @@ def test_control_point_selects_streams_and_faults_are_counted():
     assert stats.lost == truth.lost["ecg"] - unseeable
 
 
-def test_firmware_sim_process_over_tcp_linked_controllers(tmp_path):
+def test_firmware_sim_process_over_tcp_linked_controllers(linked_controllers):
     """firmware-sim in its own process on one virtual controller; our central on the other,
     scanning for it by name, as edge-run will find a real ANNE."""
-    p1, p2 = free_port(), free_port()
-    controllers = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bumble.apps.controllers",
-            f"tcp-server:127.0.0.1:{p1}",
-            f"tcp-server:127.0.0.1:{p2}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sim = None
+    p1, p2 = linked_controllers
+    sim = spawn(
+        "firmware_sim.cli", "--device", "anne", "--transport", "ble",
+        "--ble-transport", f"tcp-client:127.0.0.1:{p1}", "--duration", "60", "--speed", "max",
+        "--device-id", "tcp01",
+    )  # fmt: skip
     try:
-        import socket
-        import time
-
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", p2), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "firmware_sim.cli",
-                "--device",
-                "anne",
-                "--transport",
-                "ble",
-                "--ble-transport",
-                f"tcp-client:127.0.0.1:{p1}",
-                "--duration",
-                "60",
-                "--speed",
-                "max",
-                "--device-id",
-                "tcp01",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         expected = [
             d.frame.data
             for d in apply_faults(
@@ -188,10 +150,9 @@ def test_firmware_sim_process_over_tcp_linked_controllers(tmp_path):
         assert sim.returncode == 0, err
         assert "advertising as ANNE-SE-tcp01" in out and f"notified {len(expected):,}" in out
     finally:
-        for proc in (sim, controllers):
-            if proc and proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+        if sim.poll() is None:
+            sim.terminate()
+            sim.wait(10)
 
 
 @pytest.mark.parametrize("spec", ["tcp-client:127.0.0.1:1"])

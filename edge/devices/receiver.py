@@ -179,6 +179,17 @@ class Receiver:
     def flush(self) -> list[Released]:
         return [r for t in self.trackers.values() for r in t.flush()]
 
+    def state(self) -> dict:
+        """Everything a restart needs (picklable): trackers with held frames, counters."""
+        return {"rejected": self.rejected, "trackers": self.trackers, "last_t": self._last_t}
+
+    def set_state(self, state: dict) -> None:
+        self.rejected, self.trackers, self._last_t = (
+            state["rejected"],
+            state["trackers"],
+            state["last_t"],
+        )
+
     def counts(self) -> dict[str, int]:
         """Totals over all streams, plus rejections by reason."""
         total = Counter()

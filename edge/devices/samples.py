@@ -55,3 +55,18 @@ class SampleAssembler:
             x = x[:, drop:]
         self._next[f.stream] = max(expected, start + f.n)
         return Chunk(f.stream, x, None)
+
+    def state(self) -> dict:
+        """Everything a restart needs (picklable): the anchor, next indices, counters."""
+        return {
+            "anchor_ns": self.anchor_ns,
+            "gap_samples": self.gap_samples,
+            "overlap_samples": self.overlap_samples,
+            "next": self._next,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.anchor_ns = state["anchor_ns"]
+        self.gap_samples = state["gap_samples"]
+        self.overlap_samples = state["overlap_samples"]
+        self._next = state["next"]

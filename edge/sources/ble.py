@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
 
 from edge.devices.profile import DeviceProfile
+from edge.sources.frame_queue import FrameQueue
 
 log = logging.getLogger("sleepedge.ble")
 START_ALL = bytes([0x01, 0xFF])
@@ -49,7 +49,7 @@ class BleSource:
         self.description = f"BLE {self.target or profile.ble.name_prefix + '-*'} ({backend})"
         self.idle_exit_s, self.scan_timeout_s = idle_exit_s, scan_timeout_s
         self.stats = {"received": 0, "dropped_queue_full": 0, "connects": 0, "failures": 0}
-        self._queue: queue.Queue[bytes] = queue.Queue(max_queue)
+        self._queue = FrameQueue(max_queue, self.stats)
         self._stop = threading.Event()
         self._error: list[str] = []
         self._last_frame = time.monotonic()
@@ -120,25 +120,22 @@ class BleSource:
 
     def _on_notify(self, _characteristic, data: bytearray) -> None:
         self._last_frame = time.monotonic()
-        try:
-            self._queue.put_nowait(bytes(data))
-            self.stats["received"] += 1
-        except queue.Full:
-            self.stats["dropped_queue_full"] += 1
+        self._queue.offer(bytes(data))
 
     # ---- the consumer side ----
     def __iter__(self) -> Iterator[bytes]:
         while True:
-            try:
-                yield self._queue.get(timeout=0.2)
-            except queue.Empty:
-                if self._error:
-                    raise ValueError(self._error[0]) from None
-                if self._stop.is_set():
-                    return
-                idle = time.monotonic() - self._last_frame
-                if self.idle_exit_s and self.stats["received"] and idle > self.idle_exit_s:
-                    return
+            data = self._queue.get(timeout=0.2)
+            if data is not None:
+                yield data
+                continue
+            if self._error:
+                raise ValueError(self._error[0])
+            if self._stop.is_set():
+                return
+            idle = time.monotonic() - self._last_frame
+            if self.idle_exit_s and self.stats["received"] and idle > self.idle_exit_s:
+                return
 
     def close(self) -> None:
         self._stop.set()

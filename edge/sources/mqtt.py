@@ -16,12 +16,12 @@ when frames will be heard.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Iterator
 
 from edge.devices.profile import DeviceProfile
 from edge.net.mqtt import BrokerAddress, connect
+from edge.sources.frame_queue import FrameQueue
 
 log = logging.getLogger("sleepedge.mqtt")
 
@@ -41,7 +41,7 @@ class MqttSource:
             raise ValueError(f"device {profile.name!r} has no [mqtt] topics in its descriptor")
         self.description = f"MQTT {broker.host}:{broker.port} device {device_id}"
         self.stats = {"received": 0, "dropped_queue_full": 0, "reconnects": 0}
-        self._queue: queue.Queue[bytes] = queue.Queue(max_queue)
+        self._queue = FrameQueue(max_queue, self.stats)
         self._ended = threading.Event()
         self._quiet_s = quiet_s
         self._raw = profile.mqtt.topic("raw", device_id, "+")
@@ -72,19 +72,15 @@ class MqttSource:
             elif not msg.retain:
                 log.info("device status: %s", msg.payload.decode(errors="replace"))
             return
-        try:
-            self._queue.put_nowait(msg.payload)
-            self.stats["received"] += 1
-        except queue.Full:
-            self.stats["dropped_queue_full"] += 1
+        self._queue.offer(msg.payload)
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
-            try:
-                yield self._queue.get(timeout=self._quiet_s if self._ended.is_set() else 0.2)
-            except queue.Empty:
-                if self._ended.is_set():
-                    return
+            data = self._queue.get(timeout=self._quiet_s if self._ended.is_set() else 0.2)
+            if data is not None:
+                yield data
+            elif self._ended.is_set():
+                return
 
     def stop(self) -> None:
         self._ended.set()
