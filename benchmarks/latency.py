@@ -75,12 +75,44 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     return out
 
 
+def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
+    """The causal Mamba step (initialised weights: no trained model is bundled yet; latency
+    does not depend on the values): the numpy reference runtime and torch eager's ``step``,
+    B streams per call; ``per_stream_us`` = p50 / B."""
+    import torch
+
+    from edge.models.mamba_numpy import NumpyMamba
+    from training.models.mamba import MambaStager
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = MambaStager().eval()
+    ref = NumpyMamba({k: v.numpy() for k, v in model.state_dict().items()})
+    params = sum(p.numel() for p in model.parameters())
+    out = []
+    common = {"model": "mamba_causal (init)", "precision": "fp32", "params": params}
+    for b in batches:
+        x = np.random.default_rng(0).standard_normal((b, 140)).astype(np.float32)
+        conv, h = ref.initial_state(b)
+        r = timings(lambda x=x, c=conv, hh=h: ref.step(x, c, hh), n)
+        out.append(common | {"backend": "numpy", "batch": b, "per_stream_us": r["p50_us"] / b} | r)
+        xt, (ct, ht) = torch.from_numpy(x), model.initial_state(b)
+        with torch.no_grad():
+            r = timings(lambda x=xt, c=ct, hh=ht: model.step(x, c, hh), max(20, n // 5))
+        eager = {"backend": "torch-eager", "batch": b, "per_stream_us": r["p50_us"] / b}
+        out.append(common | eager | r)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="few calls (CI smoke run)")
     args = ap.parse_args(argv)
     records = ulw_records(30 if args.quick else 2000, (1,) if args.quick else (1, 32))
+    records += mamba_records(
+        30 if args.quick else 2000, (1, 16) if args.quick else (1, 16, 256, 1024)
+    )
     if args.json:
         print(json.dumps(records, indent=1))
         return 0

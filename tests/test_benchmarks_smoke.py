@@ -15,6 +15,12 @@ def test_latency_benchmark_quick_json():
     records = run_json("benchmarks/latency.py", "--quick", "--json", module=False, timeout=300)
     keys = {"model", "backend", "precision", "batch", "p50_us", "p99_us", "min_us"}
     assert records and all(keys <= set(r) for r in records)
+    ulw = [r for r in records if r["model"] == "ulw_sleepnet"]
+    mamba = [r for r in records if r["model"].startswith("mamba")]
+    assert {(r["backend"], r["batch"]) for r in mamba} == {
+        (b, n) for b in ("numpy", "torch-eager") for n in (1, 16)
+    }
+    records = ulw
     assert {(r["backend"], r["precision"]) for r in records} == {
         ("onnxruntime", "fp32"),
         ("onnxruntime", "int8"),

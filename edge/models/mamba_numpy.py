@@ -1,0 +1,89 @@
+"""The causal Mamba step in numpy: the reference runtime, torch-free, many streams per call.
+
+Weights are the torch state_dict's arrays (names as in ``training/models/mamba.py``). The state
+of B streams is two arrays, ``conv`` [B, layers, d_inner, d_conv-1] and ``h`` [B, layers,
+d_inner, d_state]; streams join or leave by concatenating or indexing rows, and a stream's
+snapshot is its rows. Everything is vectorised over the batch: one call steps every stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def _rms(x: np.ndarray, w: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
+class NumpyMamba:
+    def __init__(self, weights: Mapping[str, np.ndarray], n_layers: int = 3) -> None:
+        w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.w, self.n_layers = w, n_layers
+        bn = "pre.0."
+        self._bn_scale = w[bn + "weight"] / np.sqrt(w[bn + "running_var"] + 1e-5)
+        self._bn_shift = w[bn + "bias"] - w[bn + "running_mean"] * self._bn_scale
+        self._pre = [(w[f"pre.{i}.weight"].T, w[f"pre.{i}.bias"]) for i in (1, 3, 5, 7)]
+        self.layers = []
+        for i in range(n_layers):
+            p = f"layers.{i}."
+            d_state = w[p + "A_log"].shape[1]
+            dt_rank = w[p + "dt_proj.weight"].shape[1]
+            self.layers.append(
+                {
+                    "norm": w[p + "norm.weight"],
+                    "in": w[p + "in_proj.weight"].T,
+                    "conv_w": w[p + "conv1d.weight"][:, 0],  # [d_inner, d_conv]
+                    "conv_b": w[p + "conv1d.bias"],
+                    "x": w[p + "x_proj.weight"].T,
+                    "dt_w": w[p + "dt_proj.weight"].T,
+                    "dt_b": w[p + "dt_proj.bias"],
+                    "A": -np.exp(w[p + "A_log"]),
+                    "D": w[p + "D"],
+                    "out": w[p + "out_proj.weight"].T,
+                    "split": (dt_rank, dt_rank + d_state),
+                }
+            )
+        self.norm, self.post = w["norm.weight"], (w["post.weight"].T, w["post.bias"])
+        first = self.layers[0]
+        self.d_inner, self.d_conv = first["conv_w"].shape
+        self.d_state = first["A"].shape[1]
+
+    def initial_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        conv = np.zeros((batch, self.n_layers, self.d_inner, self.d_conv - 1), np.float32)
+        return conv, np.zeros((batch, self.n_layers, self.d_inner, self.d_state), np.float32)
+
+    def step(self, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
+        """x [B, 140] → (logits [B, classes], conv', h'); inputs are not modified."""
+        out = np.asarray(x, np.float32) * self._bn_scale + self._bn_shift
+        for i, (wt, b) in enumerate(self._pre):
+            out = out @ wt + b
+            if i < 3:
+                out = np.where(out > 0, out, 0.01 * out)  # LeakyReLU
+        new_conv, new_h = np.empty_like(conv), np.empty_like(h)
+        for i, L in enumerate(self.layers):
+            u, z = np.split(_rms(out, L["norm"]) @ L["in"], 2, axis=-1)
+            window = np.concatenate([conv[:, i], u[..., None]], axis=-1)
+            u_c = _silu((window * L["conv_w"]).sum(-1) + L["conv_b"])
+            dbc = u_c @ L["x"]
+            a, b = L["split"]
+            delta = _softplus(dbc[:, :a] @ L["dt_w"] + L["dt_b"])
+            bb, cc = dbc[:, a:b], dbc[:, b:]
+            hi = (
+                np.exp(delta[..., None] * L["A"]) * h[:, i]
+                + (delta * u_c)[..., None] * bb[:, None, :]
+            )
+            y = (hi * cc[:, None, :]).sum(-1) + u_c * L["D"]
+            out = out + (y * _silu(z)) @ L["out"]
+            new_conv[:, i], new_h[:, i] = window[..., 1:], hi
+        logits = _rms(out, self.norm) @ self.post[0] + self.post[1]
+        return logits, new_conv, new_h

@@ -1,0 +1,81 @@
+"""The causal Mamba: step == full sequence, numpy step == torch, batching and snapshots."""
+
+import numpy as np
+import pytest
+import torch
+
+from edge.models.mamba_numpy import NumpyMamba
+from training.models.mamba import MambaStager, state_floats
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = MambaStager()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, as after training
+        m.pre[0].running_mean.uniform_(-1, 1)
+        m.pre[0].running_var.uniform_(0.5, 2)
+    return m.eval()
+
+
+def features(b, steps, seed=0):
+    return torch.from_numpy(
+        np.random.default_rng(seed).standard_normal((b, steps, 140)).astype(np.float32)
+    )
+
+
+def test_state_per_stream_is_the_designs_1140_floats(model):
+    assert state_floats(model) == 3 * (20 * 16 + 20 * 3) == 1140
+
+
+def test_5000_steps_equal_the_full_sequence_forward(model):
+    x = features(2, 5000)
+    with torch.no_grad():
+        full = model(x)
+        conv, h = model.initial_state(2)
+        steps = []
+        for t in range(x.shape[1]):
+            y, conv, h = model.step(x[:, t], conv, h)
+            steps.append(y)
+    np.testing.assert_allclose(torch.stack(steps, 1).numpy(), full.numpy(), atol=1e-4)
+
+
+def test_numpy_step_equals_torch_and_batches_equal_streams_alone(model):
+    ref = NumpyMamba({k: v.numpy() for k, v in model.state_dict().items()})
+    x = features(4, 2000, seed=1)
+    with torch.no_grad():
+        want = model(x).numpy()
+    conv, h = ref.initial_state(4)
+    got = []
+    for t in range(x.shape[1]):
+        y, conv, h = ref.step(x[:, t].numpy(), conv, h)
+        got.append(y)
+    np.testing.assert_allclose(np.stack(got, 1), want, atol=1e-3)
+    # stream 2 alone, restored from a mid-night snapshot of its rows, continues exactly
+    c1, h1 = ref.initial_state(1)
+    for t in range(1000):
+        _, c1, h1 = ref.step(x[2:3, t].numpy(), c1, h1)
+    snap = {"conv": c1.copy(), "h": h1.copy()}
+    alone = []
+    c2, h2 = snap["conv"], snap["h"]
+    for t in range(1000, 2000):
+        y, c2, h2 = ref.step(x[2:3, t].numpy(), c2, h2)
+        alone.append(y[0])
+    np.testing.assert_allclose(np.stack(alone), np.stack(got, 1)[2, 1000:], atol=1e-5)
+
+
+def test_bidirectional_variant_sees_the_future_and_has_no_step():
+    torch.manual_seed(0)
+    m = MambaStager(bidirectional=True).eval()
+    x = features(1, 50)
+    with torch.no_grad():
+        a = m(x)
+        x2 = x.clone()
+        x2[:, 40:] += 5.0
+        b = m(x2)
+    assert not torch.allclose(a[:, :40], b[:, :40])  # the past changes when the future does
+    causal = MambaStager().eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(causal(x)[:, :40].numpy(), causal(x2)[:, :40].numpy(), atol=1e-6)
+    with pytest.raises(RuntimeError, match="no causal step"):
+        m.step(x[:, 0], *m.initial_state(1))
