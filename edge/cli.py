@@ -125,8 +125,10 @@ def _frame_list(args, profile):
             what = f"file {args.file}"
         else:
             night = args.night or BUNDLED_NIGHT[profile.name]
-            recording = synth_night(night, profile, args.seed, args.duration).recording
+            synth = synth_night(night, profile, args.seed, args.duration)
+            recording = synth.recording
             what = f"simulated {profile.name} replaying {recording.source}"
+        scored = synth.stages if args.source == "sim" else recording.stages  # scorer's, if any
         _, deliveries, faults = faulted_deliveries(profile, recording, args)
     except (RecordingError, SourceError) as exc:
         raise UsageError(str(exc)) from None
@@ -136,6 +138,7 @@ def _frame_list(args, profile):
         [d.t_deliver_s for d in deliveries],
         args.speed,
     )
+    src.reference_stages = scored
     src.stats = {
         "injected_lost": sum(faults.lost.values()),
         "injected_duplicated": sum(faults.duplicated.values()),
@@ -247,8 +250,32 @@ def run(args) -> int:
         + ", ".join(f"{k} {v}" for k, v in sorted(stages.items()))
         + f"; TST {s['TST']:.0f} min, SE {s['SE'] or 0:.1f} %, WASO {s['WASO']:.0f} min"
     )
+    reference = getattr(source, "reference_stages", None)
+    if reference is not None:
+        print(f"edge-run: {_agreement(args.out, reference)}")
     print(f"edge-run: wrote {args.out}/ {files}")
     return 0
+
+
+def _agreement(out: Path, reference) -> str:
+    """How the staged night compares with the record's own hypnogram (scored epochs only)."""
+    import numpy as np
+
+    from edge.sinks.epoch_log import read_records
+
+    got = np.array([r.stage for r in read_records(out / "epochs.jsonl")])
+    ref = np.asarray(reference)[: len(got)]
+    both = (ref >= 0) & (got[: len(ref)] >= 0)
+    if not both.any():
+        return "no scored epoch to compare with the record's hypnogram"
+    a, b = ref[both], got[: len(ref)][both]
+    po = float((a == b).mean())
+    pe = float(sum((a == k).mean() * (b == k).mean() for k in range(5)))
+    kappa = (po - pe) / (1 - pe) if pe < 1 else 1.0
+    return (
+        f"agreement with the record's scored hypnogram: {100 * po:.1f} % of {both.sum()} "
+        f"epochs, Cohen's kappa {kappa:.2f}"
+    )
 
 
 def _input_name(manifest: Path) -> str:

@@ -15,6 +15,7 @@ def test_sim_stages_the_bundled_psg_night(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "4 epochs (ulw_sleepnet)" in out.stdout  # rounded up to whole epochs
     assert "synth:sleep-edf/SC4001" in out.stdout
+    assert "agreement with the record's scored hypnogram" in out.stdout
     lines = (tmp_path / "epochs.jsonl").read_text().splitlines()
     assert len(lines) == 4
 
