@@ -129,7 +129,7 @@ def _run_mqtt(args) -> int:
     sent = play(deliveries, pub.send, args.speed)
     pub.close()
     print(
-        f"firmware-sim: published {sent:,} frames to "
+        f"firmware-sim: published {sent:,} frames ({pub.acks.acked:,} acknowledged) to "
         f"{profile.mqtt.topic('raw', args.device_id, '<stream>')}"
     )
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,9 @@ class Broker:
             "allow_anonymous true\n"
             "set_tcp_nodelay true\n"
             "persistence true\n"
+            # started as root, mosquitto drops to user 'mosquitto' and then cannot write its
+            # database into our private temporary directory: persistence silently did nothing
+            f"user {getpass.getuser()}\n"
             f"persistence_location {workdir}/\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
