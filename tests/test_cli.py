@@ -32,6 +32,18 @@ def test_expected_failures_are_one_line_not_tracebacks(tmp_path):
         (("--source", "replay", "--file", str(tmp_path / "none.edf")), "none.edf"),
         (("--source", "mqtt", "--broker", "127.0.0.1:1"), "cannot reach MQTT broker"),
         (("--model", "nope"), "model 'nope' not found"),
+        (("--source", "ble", "--ble-backend", "bumble"), "needs --ble-transport"),
+        (
+            (
+                "--source",
+                "ble",
+                "--ble-backend",
+                "bumble",
+                "--ble-transport",
+                "tcp-client:127.0.0.1:1",
+            ),
+            "BLE: [Errno 111]",
+        ),
         (("--resume", "--out", str(tmp_path / "fresh")), "no checkpoint"),
     ]:
         out = edge_run(*args, "--out", str(tmp_path / "o"))
