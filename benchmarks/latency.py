@@ -89,6 +89,12 @@ def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     model = MambaStager().eval()
     ref = NumpyMamba({k: v.numpy() for k, v in model.state_dict().items()})
     params = sum(p.numel() for p in model.parameters())
+    import tempfile
+
+    from edge.models.step_runner import OnnxStepModel
+    from export.mamba import export_step_onnx
+
+    onnx = OnnxStepModel(export_step_onnx(model, Path(tempfile.mkdtemp()) / "step.onnx"))
     out = []
     common = {"model": "mamba_causal (init)", "precision": "fp32", "params": params}
     for b in batches:
@@ -96,6 +102,9 @@ def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
         conv, h = ref.initial_state(b)
         r = timings(lambda x=x, c=conv, hh=h: ref.step(x, c, hh), n)
         out.append(common | {"backend": "numpy", "batch": b, "per_stream_us": r["p50_us"] / b} | r)
+        r = timings(lambda x=x, c=conv, hh=h: onnx.step(x, c, hh), n)
+        ort_row = {"backend": "onnxruntime", "batch": b, "per_stream_us": r["p50_us"] / b}
+        out.append(common | ort_row | r)
         xt, (ct, ht) = torch.from_numpy(x), model.initial_state(b)
         with torch.no_grad():
             r = timings(lambda x=xt, c=ct, hh=ht: model.step(x, c, hh), max(20, n // 5))

@@ -18,7 +18,7 @@ def test_latency_benchmark_quick_json():
     ulw = [r for r in records if r["model"] == "ulw_sleepnet"]
     mamba = [r for r in records if r["model"].startswith("mamba")]
     assert {(r["backend"], r["batch"]) for r in mamba} == {
-        (b, n) for b in ("numpy", "torch-eager") for n in (1, 16)
+        (b, n) for b in ("numpy", "onnxruntime", "torch-eager") for n in (1, 16)
     }
     records = ulw
     assert {(r["backend"], r["precision"]) for r in records} == {

@@ -79,3 +79,24 @@ def test_bidirectional_variant_sees_the_future_and_has_no_step():
         np.testing.assert_allclose(causal(x)[:, :40].numpy(), causal(x2)[:, :40].numpy(), atol=1e-6)
     with pytest.raises(RuntimeError, match="no causal step"):
         m.step(x[:, 0], *m.initial_state(1))
+
+
+def test_exported_onnx_step_equals_torch_over_10000_carried_steps(model, tmp_path):
+    from edge.models.step_runner import OnnxStepModel
+    from export.mamba import export_step_onnx
+
+    runner = OnnxStepModel(export_step_onnx(model, tmp_path / "step.onnx"))
+    x = features(3, 10_000, seed=2)
+    with torch.no_grad():
+        want = model(x).numpy()
+    conv, h = runner.initial_state(3)
+    worst = 0.0
+    for t in range(x.shape[1]):
+        y, conv, h = runner.step(x[:, t].numpy(), conv, h)
+        worst = max(worst, float(np.abs(y - want[:, t]).max()))
+    assert worst <= 1e-3, worst
+    alone = OnnxStepModel(tmp_path / "step.onnx")  # one stream of the batch, stepped alone
+    c1, h1 = alone.initial_state(1)
+    for t in range(200):
+        y1, c1, h1 = alone.step(x[1:2, t].numpy(), c1, h1)
+    np.testing.assert_allclose(y1[0], want[1, 199], atol=1e-4)
