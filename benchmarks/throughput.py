@@ -4,11 +4,12 @@ One core (BLAS and the model pinned to one thread). For ``--device psg`` (the de
 bundled model):
 
 - (a) an 8-hour night (Sleep-EDF SC4762's first 8 h, resynthesised) replayed end to end as fast
-  as possible: wire frames → receiver → operators → ULW-SleepNet → epochs.jsonl/csv → reports,
-  as × real time. The frames are made beforehand (the simulator's work is not timed).
+  as possible through edge-run's own loop: wire frames → receiver → operators → ULW-SleepNet →
+  epochs.jsonl/csv with checkpoints every 20 epochs → reports, as × real time. The frames
+  are made beforehand (the simulator's work is not timed).
 - (c) memory: bytes of pipeline state per stream (its checkpoint snapshot) and the heap each
   added stream keeps alive (tracemalloc; N sessions sharing one model, each fed a minute of
-  frames), with the RSS growth beside it (the allocator reuses freed pages, so RSS understates).
+  frames; RSS is no measure here: the allocator reuses the pages the night before freed).
 - (d) cost growth: the streaming cost per epoch (operators in 1-s chunks + model) at hours 1, 4
   and 8 against the naive baseline a user would write, recomputing the batch filter chain over
   the growing buffer and staging the newest epoch every 30 s, as a ratio; plus the end-to-end
@@ -35,11 +36,6 @@ from machine import machine_info  # noqa: E402  (pins threads before numpy loads
 NIGHT = "sleep-edf/SC4762"
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-
 def build(hours: float):
     from edge.devices import load_device
     from firmware_sim.device import VirtualDevice
@@ -59,25 +55,34 @@ def new_session(profile, model):
     return Session(profile, spec, EpochStager(model, [c.stream.name for c in spec.channels]))
 
 
-def replay(profile, model, frames, out: Path) -> dict:
-    """(a) and the per-epoch costs for (d)."""
-    from edge.sinks.epoch_log import EpochLog, read_records
-    from edge.sinks.reports import write_reports
+class EpochClock:
+    """A live-view stand-in for ``run_night``: the wall time each epoch took to come out."""
 
-    session, log = new_session(profile, model), EpochLog(out)
-    costs, t_epoch = [], time.perf_counter()
-    t0 = time.perf_counter()
-    for data in frames:
-        records = session.feed(data)
-        if records:
-            log.write(records)
-            now = time.perf_counter()
-            costs.append((now - t_epoch) / len(records))
-            t_epoch = now
-    log.write(session.finish())
-    log.close()
-    write_reports(read_records(log.jsonl_path), out, list(model.classes))
-    return {"seconds": time.perf_counter() - t0, "epochs": log.count, "costs": costs}
+    def __init__(self) -> None:
+        self.costs: list[float] = []
+        self._last = time.perf_counter()
+
+    def update(self, records, counts, model_s) -> None:
+        if not records:
+            return
+        now = time.perf_counter()
+        self.costs += [(now - self._last) / len(records)] * len(records)
+        self._last = now
+
+    def close(self) -> None:
+        pass
+
+
+def replay(profile, model, frames, out: Path) -> dict:
+    """(a) through edge-run's own loop (``run_night``: checkpoints every 20 epochs, outputs,
+    reports), and the per-epoch costs for (d)."""
+    from edge.run import run_night
+    from edge.sources import FrameList
+
+    clock = EpochClock()
+    result = run_night(FrameList(frames, "benchmark"), new_session(profile, model), out, {},
+                       view=clock)  # fmt: skip
+    return {"seconds": result.seconds, "epochs": result.epochs, "costs": clock.costs}
 
 
 def streaming_epoch_cost(profile, model, recording, hour: float, epochs: int = 10) -> float:
@@ -134,7 +139,6 @@ def memory(profile, model, frames, n: int) -> dict:
     state = sum(v.nbytes for v in sessions[0].snapshot().values())
     import tracemalloc
 
-    before_rss = rss_bytes()
     tracemalloc.start()
     for _ in range(n):
         s = new_session(profile, model)
@@ -146,7 +150,6 @@ def memory(profile, model, frames, n: int) -> dict:
     return {
         "state_bytes_per_stream": state,
         "heap_bytes_per_stream": traced / n,  # Python + numpy allocations still alive
-        "rss_bytes_per_stream": (rss_bytes() - before_rss) / n,  # allocator reuse hides it
     }
 
 
@@ -204,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     m = r["memory"]
     print(
         f"(c) checkpoint state per stream {m['state_bytes_per_stream'] / 1024:.1f} KiB; live "
-        f"heap per added stream {m['heap_bytes_per_stream'] / 1024:.1f} KiB (RSS growth "
-        f"{m['rss_bytes_per_stream'] / 1024:.1f} KiB)"
+        f"heap per added stream {m['heap_bytes_per_stream'] / 1024:.1f} KiB"
     )
     for h, g in r["cost_growth"].items():
         print(

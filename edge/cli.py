@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edge.checkpoint import CheckpointError
 from edge.devices import DeviceError, available_devices, load_device
-from edge.models import ModelIntegrityError, load_epoch_model
+from edge.models import Manifest, ModelIntegrityError, load_epoch_model
 from edge.net.mqtt import BrokerAddress, MqttError
 
 BUNDLED_NIGHT = {"anne": "walch/46343", "psg": "sleep-edf/SC4001"}
@@ -112,7 +112,7 @@ def _manifest(name: str | None, device: str) -> Path:
 def _frame_list(args, profile):
     from edge.sources import FrameList
     from firmware_sim.cli import faulted_deliveries
-    from firmware_sim.recordings import RecordingError, load_recording
+    from firmware_sim.recordings import RecordingError, first_seconds, load_recording
     from firmware_sim.sources import SourceError, synth_night
 
     try:
@@ -121,7 +121,7 @@ def _frame_list(args, profile):
                 raise UsageError("--source replay needs --file FILE")
             recording = load_recording(args.file, profile)
             if args.duration:
-                recording = _cut(recording, args.duration, profile)
+                recording = first_seconds(recording, args.duration, profile)
             what = f"file {args.file}"
         else:
             night = args.night or BUNDLED_NIGHT[profile.name]
@@ -137,8 +137,8 @@ def _frame_list(args, profile):
         what,
         [d.t_deliver_s for d in deliveries],
         args.speed,
+        reference_stages=scored,
     )
-    src.reference_stages = scored
     src.stats = {
         "injected_lost": sum(faults.lost.values()),
         "injected_duplicated": sum(faults.duplicated.values()),
@@ -148,29 +148,15 @@ def _frame_list(args, profile):
     return src
 
 
-def _cut(recording, seconds: float, profile):
-    """The first ``seconds`` of a recording (whole 30-s epochs)."""
-    import dataclasses
-    import math
-
-    seconds = 30 * math.ceil(seconds / 30)
-    signals, times = {}, {}
-    for name, x in recording.signals.items():
-        t = recording.times.get(name)
-        n = int(seconds * profile.streams[name].rate_hz) if t is None else int((t < seconds).sum())
-        signals[name] = x[..., :n]
-        if t is not None:
-            times[name] = t[:n]
-    return dataclasses.replace(recording, signals=signals, times=times)
-
-
 def _source(args, profile):
     if args.source in ("sim", "replay"):
         return _frame_list(args, profile)
     if args.source == "mqtt":
         from edge.sources.mqtt import MqttSource
 
-        return MqttSource(profile, BrokerAddress.parse(args.broker), args.device_id)
+        return MqttSource(
+            profile, BrokerAddress.parse(args.broker), args.device_id, idle_exit_s=args.idle_exit
+        )
     from edge.sources.ble import BleSource
 
     return BleSource(
@@ -197,7 +183,7 @@ def run(args) -> int:
     profile = load_device(args.device)
     manifest = _manifest(args.model, profile.name)
     model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
-    spec = profile.input(model_input := _input_name(manifest))
+    spec = profile.input(model_input := Manifest.load(manifest).data["input_spec"])
     stager = EpochStager(
         model,
         [c.stream.name for c in spec.channels],
@@ -230,7 +216,7 @@ def run(args) -> int:
         view,
         live=args.source in ("mqtt", "ble"),
     )
-    stages = Counter(r for r in _stage_names(args.out))
+    stages = Counter(r.stage_name for r in result.records)
     c = result.counts
     rejected = sum(v for k, v in c.items() if k.startswith("rejected:"))
     print(
@@ -252,18 +238,16 @@ def run(args) -> int:
     )
     reference = getattr(source, "reference_stages", None)
     if reference is not None:
-        print(f"edge-run: {_agreement(args.out, reference)}")
+        print(f"edge-run: {_agreement(result.records, reference)}")
     print(f"edge-run: wrote {args.out}/ {files}")
     return 0
 
 
-def _agreement(out: Path, reference) -> str:
+def _agreement(records, reference) -> str:
     """How the staged night compares with the record's own hypnogram (scored epochs only)."""
     import numpy as np
 
-    from edge.sinks.epoch_log import read_records
-
-    got = np.array([r.stage for r in read_records(out / "epochs.jsonl")])
+    got = np.array([r.stage for r in records])
     ref = np.asarray(reference)[: len(got)]
     both = (ref >= 0) & (got[: len(ref)] >= 0)
     if not both.any():
@@ -276,18 +260,6 @@ def _agreement(out: Path, reference) -> str:
         f"agreement with the record's scored hypnogram: {100 * po:.1f} % of {both.sum()} "
         f"epochs, Cohen's kappa {kappa:.2f}"
     )
-
-
-def _input_name(manifest: Path) -> str:
-    import json
-
-    return json.loads(manifest.read_text())["input_spec"]
-
-
-def _stage_names(out: Path):
-    from edge.sinks.epoch_log import read_records
-
-    return [r.stage_name for r in read_records(out / "epochs.jsonl")]
 
 
 def _interrupt(signum, frame):

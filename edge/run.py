@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from edge import checkpoint
@@ -26,6 +26,7 @@ CHECKPOINT = "checkpoint.npz"
 
 @dataclass
 class RunResult:
+    records: list  # every epoch of the night (read back from epochs.jsonl, resumed runs too)
     epochs: int
     seconds: float
     counts: dict
@@ -107,6 +108,7 @@ def run_night(
     stats = write_reports(records, out, list(session.stager.model.classes))
     ck_path.unlink(missing_ok=True)  # the night is complete: nothing left to resume
     result = RunResult(
+        records,
         len(records),
         time.perf_counter() - t0,
         session.counts(),
@@ -116,7 +118,7 @@ def run_night(
     )
     summary = {
         "config": config,
-        **asdict(result),
+        **{f.name: getattr(result, f.name) for f in fields(result) if f.name != "records"},
         "rejected_by_reason": dict(session.receiver.rejected),
     }
     (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

@@ -51,11 +51,8 @@ def export_onnx(model: ULWSleepNet, path: Path) -> None:
 
 
 def onnx_parity(model: ULWSleepNet, path: Path, n: int = 64, seed: int = 0) -> float:
-    import onnxruntime as ort
-
     x = (np.random.default_rng(seed).standard_normal((n, 4, 3000)) * 30).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {"epochs": x})[0]
+    got = _logits(path, x)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     return float(np.abs(got - want).max())
@@ -73,10 +70,13 @@ def _file_entry(path: Path) -> dict:
     return {"path": path.name, "sha256": sha256(path), "bytes": path.stat().st_size}
 
 
-def _tflite_logits(path: Path, x: np.ndarray) -> np.ndarray:
-    from edge.models.runner import LiteRTEpochModel
+def _logits(path: Path, x: np.ndarray) -> np.ndarray:
+    """Logits of an exported file through the edge runtime (the code that will run it)."""
+    from edge.models.runner import LiteRTEpochModel, OnnxEpochModel
 
-    return LiteRTEpochModel(path).predict(x)
+    if path.suffix == ".tflite":
+        return LiteRTEpochModel(path).predict(x)
+    return OnnxEpochModel(path, "epochs", "logits").predict(x)
 
 
 def default_calibration(nights: int = 2, seed: int = 0) -> np.ndarray:
@@ -116,7 +116,7 @@ def export_ulw(
     with torch.no_grad():
         fp32 = model(torch.from_numpy(probe)).numpy()
     parity["onnx_int8_agreement_on_calibration"] = _agreement(
-        _onnx_logits(files["onnx_int8"], probe_scaled), fp32
+        _logits(files["onnx_int8"], probe_scaled), fp32
     )
     if tflite:
         from export.tflite import export_tflite_fp32, export_tflite_int8
@@ -127,13 +127,10 @@ def export_ulw(
             core, out / f"{NAME}_int8.tflite", torch.from_numpy(calib_scaled[:1]), calib_scaled
         )
         parity["tflite_fp32_vs_onnx_fp32_max_abs_logit"] = float(
-            np.abs(
-                _tflite_logits(files["tflite_fp32"], probe)
-                - _onnx_logits(files["onnx_fp32"], probe)
-            ).max()
+            np.abs(_logits(files["tflite_fp32"], probe) - _logits(files["onnx_fp32"], probe)).max()
         )
         parity["tflite_int8_agreement_on_calibration"] = _agreement(
-            _tflite_logits(files["tflite_int8"], probe_scaled), fp32
+            _logits(files["tflite_int8"], probe_scaled), fp32
         )
     files["torch_checkpoint"] = out / f"{NAME}.pt"  # the weights, for parity and baselines
     torch.save({"model": model.state_dict()}, files["torch_checkpoint"])
@@ -173,13 +170,6 @@ def export_ulw(
         manifest["metrics"] = json.loads(evaluation.read_text())
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
-
-
-def _onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"epochs": x})[0]
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:

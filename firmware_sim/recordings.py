@@ -14,6 +14,8 @@ resample. Formats:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +188,20 @@ def _add_regular_times(rec: Recording, profile: DeviceProfile) -> None:
     for name, x in rec.signals.items():
         if name not in rec.times:
             rec.times[name] = np.arange(x.shape[1]) / profile.streams[name].rate_hz
+
+
+def first_seconds(recording: Recording, seconds: float, profile: DeviceProfile) -> Recording:
+    """The first ``seconds`` of a recording, rounded up to whole 30-s epochs."""
+    seconds = 30 * math.ceil(seconds / 30)
+    signals, times = {}, {}
+    for name, x in recording.signals.items():
+        t = recording.times.get(name)
+        n = int(seconds * profile.streams[name].rate_hz) if t is None else int((t < seconds).sum())
+        signals[name] = x[..., :n]
+        if t is not None:
+            times[name] = t[:n]
+    stages = None if recording.stages is None else recording.stages[: int(seconds // 30)]
+    return dataclasses.replace(recording, signals=signals, times=times, stages=stages)
 
 
 def load_recording(path: str | Path, profile: DeviceProfile) -> Recording:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.devices import DeviceProfile
-from firmware_sim.recordings import Recording, RecordingError, load_recording
+from firmware_sim.recordings import Recording, RecordingError, first_seconds, load_recording
 from firmware_sim.resynth import SynthNight, mmash_day, sleep_edf_night, walch_night
 
 DEVICE_OF = {"walch": "anne", "mmash": "anne", "sleep-edf": "psg"}
@@ -48,6 +48,8 @@ def open_source(
         return night.recording, night.stages
     try:
         rec = load_recording(spec, profile)
+        if duration_s is not None:
+            rec = first_seconds(rec, duration_s, profile)
         return rec, rec.stages
     except RecordingError as exc:
         raise SourceError(str(exc)) from None

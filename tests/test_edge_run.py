@@ -203,3 +203,39 @@ def test_live_panel_renders_on_a_terminal(tmp_path):
     text = b"".join(chunks).decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
     assert "hypnogram" in text and "SleepEdge" in text and "10 epochs" in text
+
+
+def test_mqtt_source_ends_after_idle_exit(broker):
+    """--idle-exit: once frames have arrived, a quiet link ends the night (no 'finished')."""
+    from edge.devices import load_device
+    from edge.net.mqtt import AckTracker, BrokerAddress, connect
+    from edge.sources.mqtt import MqttSource
+
+    addr = BrokerAddress("127.0.0.1", broker.port)
+    src = MqttSource(load_device("psg"), addr, "idle", idle_exit_s=0.5)
+    pub = connect(addr, "idler")
+    acks = AckTracker(pub)
+    for i in range(3):
+        acks.publish(pub, "sleepedge/v1/idle/raw/eeg", bytes([i]))
+    assert acks.wait(10)
+    t0 = time.monotonic()
+    assert list(src) == [b"\x00", b"\x01", b"\x02"]
+    assert time.monotonic() - t0 < 5
+    pub.disconnect()
+    src.close()
+
+
+def test_duration_cuts_a_recorded_file_for_both_commands(tmp_path):
+    """--duration applies to files too (edge-run replay and firmware-sim share one cut)."""
+    from edge.devices import load_device
+    from firmware_sim.recordings import first_seconds, load_recording
+    from firmware_sim.sources import open_source
+
+    psg = load_device("psg")
+    path = tmp_path / "night.npz"
+    np.savez(path, **{n: np.zeros((1, int(300 * s.rate_hz))) for n, s in psg.streams.items()})
+    rec = load_recording(path, psg)
+    cut = first_seconds(rec, 40, psg)  # rounded up to whole epochs: 60 s
+    assert cut.signals["eeg_fpz_cz"].shape[-1] == 6000 and cut.signals["emg"].shape[-1] == 60
+    rec2, _ = open_source(str(path), psg, duration_s=40)
+    assert rec2.signals["eog"].shape[-1] == 6000

@@ -66,7 +66,7 @@ class BleSource:
 
     async def _main(self) -> None:
         if self.backend == "bumble":
-            from firmware_sim.transports.bumble_link import transport_device
+            from edge.net.bumble import transport_device
 
             async with transport_device(self.transport, "edge-run", "C0:98:E5:49:00:0E") as dev:
                 await dev.power_on()

@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass
 class FrameList:
@@ -17,6 +19,7 @@ class FrameList:
     description: str
     times: list[float] | None = None
     speed: float | None = None
+    reference_stages: np.ndarray | None = None  # the record's own hypnogram, if it has one
     position: int = 0
     stats: dict = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 from edge.devices.profile import DeviceProfile
@@ -36,6 +37,7 @@ class MqttSource:
         max_queue: int = 100_000,
         session_expiry_s: int = 24 * 3600,
         quiet_s: float = 1.0,
+        idle_exit_s: float | None = None,
     ) -> None:
         if profile.mqtt is None:
             raise ValueError(f"device {profile.name!r} has no [mqtt] topics in its descriptor")
@@ -43,7 +45,8 @@ class MqttSource:
         self.stats = {"received": 0, "dropped_queue_full": 0, "reconnects": 0}
         self._queue = FrameQueue(max_queue, self.stats)
         self._ended = threading.Event()
-        self._quiet_s = quiet_s
+        self._quiet_s, self.idle_exit_s = quiet_s, idle_exit_s
+        self._last_frame = time.monotonic()
         self._raw = profile.mqtt.topic("raw", device_id, "+")
         self._status = profile.mqtt.topic("status", device_id)
         self.engine_topic = self._status + "/engine"
@@ -72,6 +75,7 @@ class MqttSource:
             elif not msg.retain:
                 log.info("device status: %s", msg.payload.decode(errors="replace"))
             return
+        self._last_frame = time.monotonic()
         self._queue.offer(msg.payload)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -81,6 +85,10 @@ class MqttSource:
                 yield data
             elif self._ended.is_set():
                 return
+            elif self.idle_exit_s and self.stats["received"]:
+                if time.monotonic() - self._last_frame > self.idle_exit_s:
+                    log.info("no frame for %.0f s: ending the night", self.idle_exit_s)
+                    return
 
     def stop(self) -> None:
         self._ended.set()
