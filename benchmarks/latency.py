@@ -75,41 +75,54 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     return out
 
 
+MAMBA = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
+
+
+def _raw_step(runner):
+    """The backend's step under the runtime's normalisation wrapper (inputs here are already
+    normalised features, so the wrapper's per-call arithmetic is timed separately)."""
+    return runner.model
+
+
 def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
-    """The causal Mamba step (initialised weights: no trained model is bundled yet; latency
-    does not depend on the values): the numpy reference runtime and torch eager's ``step``,
-    B streams per call; ``per_stream_us`` = p50 / B."""
+    """The bundled causal Mamba step through the edge runtime — onnxruntime fp32/int8, LiteRT
+    fp32 (one invocation per stream), numpy — and torch eager's ``step`` on the same weights,
+    B streams per call with their state carried; ``per_stream_us`` = p50 / B. LiteRT runs a
+    batch in blocks of the manifest's block file (64 streams, the last block padded)."""
     import torch
 
-    from edge.models.mamba_numpy import NumpyMamba
-    from training.models.mamba import MambaStager
+    from edge.models.manifest import Manifest
+    from edge.models.step_runner import load_step_model
+    from training.evaluate_mamba import load_weights
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = MambaStager().eval()
-    ref = NumpyMamba({k: v.numpy() for k, v in model.state_dict().items()})
-    params = sum(p.numel() for p in model.parameters())
-    import tempfile
-
-    from edge.models.step_runner import OnnxStepModel
-    from export.mamba import export_step_onnx
-
-    onnx = OnnxStepModel(export_step_onnx(model, Path(tempfile.mkdtemp()) / "step.onnx"))
+    manifest = Manifest.load(MAMBA / "mamba_anne.json")
+    data = manifest.data
+    model, _ = load_weights(manifest.file("torch_checkpoint"))
+    common = {"model": "mamba_anne", "params": data["params"], "macs": data["linear_macs"]}
+    common["flops"] = data["flops"]
+    runners = {}
+    for key in ("onnx_fp32", "onnx_int8", "tflite_fp32", "numpy_weights"):
+        if key in data["files"]:
+            backend = {"onnx": "onnxruntime", "tflite": "litert", "numpy": "numpy"}[
+                key.split("_")[0]
+            ]
+            precision = "fp32" if key == "numpy_weights" else key.split("_")[1]
+            runner = _raw_step(load_step_model(manifest.path, backend, precision, threads=1))
+            runners[(backend, precision, data["files"][key]["bytes"])] = runner
     out = []
-    common = {"model": "mamba_causal (init)", "precision": "fp32", "params": params}
     for b in batches:
         x = np.random.default_rng(0).standard_normal((b, 140)).astype(np.float32)
-        conv, h = ref.initial_state(b)
-        r = timings(lambda x=x, c=conv, hh=h: ref.step(x, c, hh), n)
-        out.append(common | {"backend": "numpy", "batch": b, "per_stream_us": r["p50_us"] / b} | r)
-        r = timings(lambda x=x, c=conv, hh=h: onnx.step(x, c, hh), n)
-        ort_row = {"backend": "onnxruntime", "batch": b, "per_stream_us": r["p50_us"] / b}
-        out.append(common | ort_row | r)
+        for (backend, precision, size), m in runners.items():
+            conv, h = m.initial_state(b)
+            r = timings(lambda m=m, x=x, c=conv, hh=h: m.step(x, c, hh), n)
+            row = {"backend": backend, "precision": precision, "batch": b, "bytes": size}
+            out.append(common | row | {"per_stream_us": r["p50_us"] / b} | r)
         xt, (ct, ht) = torch.from_numpy(x), model.initial_state(b)
         with torch.no_grad():
             r = timings(lambda x=xt, c=ct, hh=ht: model.step(x, c, hh), max(20, n // 5))
-        eager = {"backend": "torch-eager", "batch": b, "per_stream_us": r["p50_us"] / b}
-        out.append(common | eager | r)
+        eager = {"backend": "torch-eager", "precision": "fp32", "batch": b}
+        out.append(common | eager | {"per_stream_us": r["p50_us"] / b} | r)
     return out
 
 
@@ -127,14 +140,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"machine: {machine_info()}")
     print(
-        f"{'model':14s} {'backend':12s} {'prec':5s} {'batch':>5s} {'p50 µs':>9s} {'p99 µs':>9s}"
-        f" {'min µs':>9s}"
+        f"{'model':14s} {'backend':12s} {'prec':5s} {'batch':>5s} {'p50 µs':>9s} {'p90 µs':>9s}"
+        f" {'p99 µs':>9s} {'min µs':>9s} {'µs/stream':>10s}"
     )
     for r in records:
+        per = f"{r['per_stream_us']:10.2f}" if "per_stream_us" in r else ""
         print(
             f"{r['model']:14s} {r['backend']:12s} {r['precision']:5s} {r['batch']:5d} "
-            f"{r['p50_us']:9.1f} {r['p99_us']:9.1f} {r['min_us']:9.1f}"
+            f"{r['p50_us']:9.1f} {r['p90_us']:9.1f} {r['p99_us']:9.1f} {r['min_us']:9.1f} {per}"
         )
+    for name in sorted({r["model"] for r in records}):
+        rows = [r for r in records if r["model"] == name]
+        p = rows[0]
+        extra = (
+            f", FLOPs/step {p['flops']:,} (SSM element-wise work counted by hand)"
+            if "flops" in p
+            else ""
+        )
+        print(f"{name}: params {p['params']:,}, MACs {p['macs']:,}{extra}")
     return 0
 
 

@@ -15,8 +15,10 @@ bundled model):
   the growing buffer and staging the newest epoch every 30 s, as a ratio; plus the end-to-end
   cost per epoch in (a) around those hours (frame decoding included).
 
-(b), many live ANNE streams over MQTT, waits for the Mamba runtime (issue #6). ``--quick``: a
-one-hour night, 5 sessions (CI smoke run); ``--json`` prints the results as one object.
+For ``--device anne`` (the causal Mamba): (a) and the checkpoint state per stream of (c), on
+a resynthesised Walch night. (b), many live ANNE streams over MQTT into one process, is not
+built yet (edge-run serves one device per process). ``--quick``: a one-hour PSG night, 5
+sessions, half an hour of ANNE (CI smoke run); ``--json`` prints the results as one object.
 """
 
 from __future__ import annotations
@@ -190,12 +192,60 @@ def run(hours: float, n_sessions: int) -> dict:
     }
 
 
+ANNE_NIGHT = "walch/8258170"  # a held-out subject with an 8-h recording
+
+
+def run_anne(hours: float) -> dict:
+    """(a) for ``--device anne``: the causal Mamba (onnxruntime, one thread) stepping every
+    second of a resynthesised Walch night through edge-run's own loop, and (c) its checkpoint
+    state per stream (operators + recurrent state)."""
+    from types import SimpleNamespace
+
+    from edge.cli import MODELS_DIR, _stager
+    from edge.devices import load_device
+    from edge.run import run_night
+    from edge.session import Session
+    from edge.sources import FrameList
+    from firmware_sim.device import VirtualDevice
+    from firmware_sim.sources import synth_night
+
+    profile = load_device("anne")
+    night = synth_night(ANNE_NIGHT, profile, 0, hours * 3600)
+    frames = [f.data for f in VirtualDevice.from_recording(profile, night.recording).frames()]
+    args = SimpleNamespace(backend="onnxruntime", precision="fp32", threads=1)
+    manifest = MODELS_DIR / "mamba_anne" / "mamba_anne.json"
+
+    def session():
+        stager, spec = _stager(manifest, profile, args)
+        return Session(profile, spec, stager)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        s = session()
+        result = run_night(FrameList(frames, "benchmark"), s, Path(tmp), {})
+    probe = session()
+    for data in frames[: len(frames) // max(1, int(hours * 60))]:  # one minute of frames
+        probe.feed(data)
+    state = sum(np.asarray(v).nbytes for v in probe.snapshot().values())
+    seconds = night.recording.duration_s
+    return {
+        "night": f"{ANNE_NIGHT}, first {seconds / 3600:.2f} h, resynthesised",
+        "frames": len(frames),
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+        "x_real_time": seconds / result.seconds,
+        "us_per_epoch": result.seconds / result.epochs * 1e6,
+        "model_seconds": s.model_seconds,
+        "state_bytes_per_stream": state,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="one hour, 5 sessions (smoke run)")
     args = ap.parse_args(argv)
     r = run(1.0 if args.quick else 8.0, 5 if args.quick else 50)
+    r["anne"] = run_anne(0.5 if args.quick else 8.0)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
@@ -208,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"(c) checkpoint state per stream {m['state_bytes_per_stream'] / 1024:.1f} KiB; live "
         f"heap per added stream {m['heap_bytes_per_stream'] / 1024:.1f} KiB"
+    )
+    an = r["anne"]
+    print(
+        f"(a) anne {an['night']}: {an['frames']:,} frames, {an['epochs']} epochs in "
+        f"{an['seconds']:.1f} s = {an['x_real_time']:,.0f}x real time "
+        f"({an['us_per_epoch']:,.0f} us per epoch, of which the model stepping 30 s: "
+        f"{an['model_seconds'] / an['epochs'] * 1e6:,.0f} us); (c) anne checkpoint state per "
+        f"stream {an['state_bytes_per_stream'] / 1024:.1f} KiB"
     )
     for h, g in r["cost_growth"].items():
         print(

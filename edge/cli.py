@@ -23,7 +23,7 @@ from edge.models import Manifest, ModelIntegrityError, load_epoch_model
 from edge.net.mqtt import BrokerAddress, MqttError
 
 BUNDLED_NIGHT = {"anne": "walch/46343", "psg": "sleep-edf/SC4001"}
-DEFAULT_MODEL = {"psg": "ulw_sleepnet"}
+DEFAULT_MODEL = {"psg": "ulw_sleepnet", "anne": "mamba_anne"}
 MODELS_DIR = Path(__file__).parent / "models"
 
 
@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ble/mqtt: end the night after N s without frames (once frames have arrived)",
     )
     p.add_argument("--model", help="bundled model name or a manifest .json (default per device)")
-    p.add_argument("--backend", choices=["onnxruntime", "litert"], default="onnxruntime")
+    p.add_argument(
+        "--backend",
+        choices=["onnxruntime", "litert", "numpy"],
+        default="onnxruntime",
+        help="model runtime (numpy: the reference step, step models only)",
+    )
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--threads", type=int, default=1, help="model intra-op threads")
     p.add_argument("--out", type=Path, default=Path("edge-out"), help="output directory")
@@ -178,18 +183,11 @@ def _config(args) -> dict:
 def run(args) -> int:
     from edge.run import run_night
     from edge.session import Session
-    from edge.staging import EpochStager
 
     profile = load_device(args.device)
     manifest = _manifest(args.model, profile.name)
-    model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
-    spec = profile.input(model_input := Manifest.load(manifest).data["input_spec"])
-    stager = EpochStager(
-        model,
-        [c.stream.name for c in spec.channels],
-        spec.epoch_s,
-        f"{manifest.stem}/{args.backend}/{args.precision}",
-    )
+    stager, spec = _stager(manifest, profile, args)
+    model_input = spec.name
     publisher = None
     source = _source(args, profile)
     try:
@@ -241,6 +239,38 @@ def run(args) -> int:
         print(f"edge-run: {_agreement(result.records, reference)}")
     print(f"edge-run: wrote {args.out}/ {files}")
     return 0
+
+
+def _stager(manifest: Path, profile, args):
+    """The model of ``manifest`` behind the stager its kind needs: per-epoch models
+    (``EpochStager``) or step models with carried state (``FrameStager``)."""
+    from edge.staging import EpochStager, FrameStager
+
+    data = Manifest.load(manifest).data
+    if data.get("device", profile.name) != profile.name:
+        raise UsageError(
+            f"model {manifest.stem!r} is for device {data['device']!r}, not {profile.name!r}"
+        )
+    spec = profile.input(data["input_spec"])
+    name = f"{manifest.stem}/{args.backend}/{args.precision}"
+    if data.get("kind") == "step":
+        from edge.models.step_runner import load_step_model
+
+        model = load_step_model(manifest, args.backend, args.precision, args.threads)
+        columns: dict[str, list[int]] = {}
+        start = 0
+        for f in spec.features:
+            columns.setdefault(f.stream.name, []).extend(range(start, start + f.width))
+            start += f.width
+        steps = int(round(30.0 * spec.frame_hz))
+        required = tuple(data.get("required_streams", ()))
+        return FrameStager(model, columns, required, steps, 1.0 / spec.frame_hz, name), spec
+    if args.backend == "numpy":
+        raise UsageError(
+            f"model {manifest.stem!r} has no numpy backend (use onnxruntime or litert)"
+        )
+    model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
+    return EpochStager(model, [c.stream.name for c in spec.channels], spec.epoch_s, name), spec
 
 
 def _agreement(records, reference) -> str:

@@ -1,10 +1,12 @@
 """One device's live pipeline: wire frames in, staged 30-s epochs out (DESIGN §1).
 
 bytes → ``Receiver`` (decode, order, count) → ``SampleAssembler`` (session time grid, gaps as
-NaN) → ~1-s chunks per stream → ``EpochPipeline`` (operators, AASM epochs) → ``EpochStager``
-(model, quality rule). ``snapshot()`` captures all of it but the model (stateless per epoch):
-the operators' own array snapshots plus the receiver's and assembler's bookkeeping, so a
-restored session continues exactly where the snapshot was taken.
+NaN) → ~1-s chunks per stream → either ``EpochPipeline`` (operators, AASM epochs) →
+``EpochStager`` (per-epoch model, quality rule), or ``FramePipeline`` (one feature vector per
+second) → ``FrameStager`` (step model with carried state, mean logits per 30-s epoch).
+``snapshot()`` captures all of it: the operators' and the stager's array snapshots (the step
+model's state included) plus the receiver's and assembler's bookkeeping, so a restored session
+continues exactly where the snapshot was taken.
 """
 
 from __future__ import annotations
@@ -16,21 +18,29 @@ from collections import Counter
 
 import numpy as np
 
-from edge.devices.profile import DeviceProfile, EpochInputSpec
+from edge.devices.profile import DeviceProfile, EpochInputSpec, FrameInputSpec
 from edge.devices.receiver import Receiver, Released
 from edge.devices.samples import Chunk, SampleAssembler
-from edge.features import EpochPipeline
+from edge.features import EpochPipeline, FramePipeline
 from edge.ops.base import Snapshot
 from edge.ops.epochs import UNSCORED
-from edge.staging import EpochRecord, EpochStager
+from edge.staging import EpochRecord, EpochStager, FrameStager
 
 
 class Session:
-    def __init__(self, profile: DeviceProfile, spec: EpochInputSpec, stager: EpochStager) -> None:
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        spec: EpochInputSpec | FrameInputSpec,
+        stager: EpochStager | FrameStager,
+    ) -> None:
         self.profile, self.spec, self.stager = profile, spec, stager
         self.receiver = Receiver(profile)
         self.assembler = SampleAssembler(profile)
-        self.pipeline = EpochPipeline(spec)
+        self.pipeline = (
+            FramePipeline(spec) if isinstance(spec, FrameInputSpec) else EpochPipeline(spec)
+        )
+        self.epoch_s = stager.epoch_s
         self._pending: dict[str, list[Chunk]] = {}
         self._waiting: Counter = Counter()
         self.model_seconds = 0.0  # time spent in the model, for the live view
@@ -48,8 +58,9 @@ class Session:
         for name in list(self._pending):
             records += self._push(name)
         records += self._stage(self.pipeline.flush())
+        records += self._staged(self.stager.flush())
         if end_s is not None:
-            n = math.ceil(round(end_s / self.spec.epoch_s, 6))
+            n = math.ceil(round(end_s / self.epoch_s, 6))
             records += [self._no_data(k) for k in range(self.next_index, n)]
         return records
 
@@ -57,7 +68,7 @@ class Session:
         self.next_index = index + 1
         return EpochRecord(
             index,
-            index * self.spec.epoch_s,
+            index * self.epoch_s,
             UNSCORED,
             None,
             dict.fromkeys(self.stager.channels, 1.0),
@@ -84,14 +95,22 @@ class Session:
         if not chunks:
             return []
         x = np.concatenate([c.samples for c in chunks], axis=1)
+        if isinstance(self.pipeline, FramePipeline):  # grid steps take timestamped streams' times
+            times = None if chunks[0].times is None else np.concatenate([c.times for c in chunks])
+            return self._stage(self.pipeline.push(name, x, times))
         return self._stage(self.pipeline.push(name, x))
 
-    def _stage(self, epochs) -> list[EpochRecord]:
-        if not len(epochs):
+    def _stage(self, ready) -> list[EpochRecord]:
+        """Epochs (EpochPipeline) or feature frames (FramePipeline) → staged records."""
+        empty = ready.shape[-1] == 0 if isinstance(ready, np.ndarray) else len(ready) == 0
+        if empty:
             return []
         t0 = time.perf_counter()
-        records = self.stager.stage(epochs)
+        records = self.stager.stage(ready)
         self.model_seconds += time.perf_counter() - t0
+        return self._staged(records)
+
+    def _staged(self, records: list[EpochRecord]) -> list[EpochRecord]:
         if records:
             self.next_index = records[-1].index + 1
         return records
@@ -102,6 +121,7 @@ class Session:
 
     def snapshot(self) -> Snapshot:
         snap = {f"pipe.{k}": np.asarray(v) for k, v in self.pipeline.snapshot().items()}
+        snap.update({f"stager.{k}": np.asarray(v) for k, v in self.stager.snapshot().items()})
         book = {
             "receiver": self.receiver.state(),
             "assembler": self.assembler.state(),
@@ -114,6 +134,7 @@ class Session:
 
     def restore(self, snap: Snapshot) -> None:
         self.pipeline.restore({k[5:]: v for k, v in snap.items() if k.startswith("pipe.")})
+        self.stager.restore({k[7:]: v for k, v in snap.items() if k.startswith("stager.")})
         book = pickle.loads(np.asarray(snap["bookkeeping"]).tobytes())  # our own checkpoint
         self.receiver.set_state(book["receiver"])
         self.assembler.set_state(book["assembler"])

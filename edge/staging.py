@@ -90,6 +90,15 @@ class EpochStager:
         self.model_name = model_name
         self.max_missing = max_missing
 
+    def flush(self) -> list[EpochRecord]:
+        return []  # stateless per epoch: nothing held back
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def restore(self, snap: dict[str, np.ndarray]) -> None:
+        pass
+
     def stage(self, epochs: SampleEpochs) -> list[EpochRecord]:
         if not len(epochs):
             return []
@@ -135,3 +144,109 @@ class EpochStager:
                 )
             )
         return records
+
+
+class FrameStager:
+    """Runs a per-second step model on feature frames and stages 30-s epochs from the mean of
+    their logits (DESIGN §2.1), one stream, its recurrent state carried from call to call.
+
+    Quality rule: a second whose ``required`` streams (ACC for ANNE: every model variant was
+    trained with it) have no data is not stepped — the state is held over the gap, no logits;
+    an epoch with more than ``max_missing`` of its seconds unstepped is unscored with a reason.
+    Other streams may be missing (a finger unit off, a sensor that a device lacks): their
+    features enter as 0, the training mean, as modality dropout trained the model to expect;
+    such epochs are scored and flagged ``reduced_sensors``, with each stream's missing fraction.
+    """
+
+    def __init__(
+        self,
+        model,
+        stream_columns: dict[str, np.ndarray],
+        required: tuple[str, ...] = ("acc",),
+        steps_per_epoch: int = 30,
+        frame_s: float = 1.0,
+        model_name: str = "",
+        max_missing: float = 0.25,
+    ) -> None:
+        from edge.ops.epochs import EpochAggregator, EpochBuffer
+
+        self.model = model
+        self.columns = {k: np.asarray(v) for k, v in stream_columns.items()}
+        self.channels = list(self.columns)
+        self.required = [self.channels.index(r) for r in required]
+        self.epoch_s = steps_per_epoch * frame_s
+        self.model_name = model_name
+        self.max_missing = max_missing
+        self.conv, self.h = model.initial_state(1)
+        self._logits = EpochAggregator(steps_per_epoch, 0, min_valid=1.0 - max_missing)
+        self._missing = EpochBuffer(steps_per_epoch, 0)
+        self.steps = 0  # seconds stepped, for counters
+
+    def stage(self, frames: np.ndarray) -> list[EpochRecord]:
+        """Feature frames (F, n), in time order from the session anchor → finished epochs."""
+        x = np.asarray(frames, np.float64)
+        if x.shape[-1] == 0:
+            return []
+        missing = np.stack([np.isnan(x[c]).any(axis=0) for c in self.columns.values()])
+        stepped = ~missing[self.required].any(axis=0)
+        logits = np.full((x.shape[-1], len(self.model.classes)), np.nan, np.float32)
+        for t in np.flatnonzero(stepped):
+            out, self.conv, self.h = self.model.step(x[None, :, t], self.conv, self.h)
+            logits[t] = out[0]
+        self.steps += int(stepped.sum())
+        return self._records(self._logits.push(logits), self._missing.push(missing.astype(float)))
+
+    def flush(self) -> list[EpochRecord]:
+        return self._records(self._logits.flush(), self._missing.flush())
+
+    def _records(self, staged, missing) -> list[EpochRecord]:
+        """One record per epoch of the missing-data buffer (it always emits: its values are
+        0/1, never NaN); the logits buffer may hold back a final epoch with no logits."""
+        records = []
+        # padding of a partial epoch counts as missing
+        frac = np.where(np.isnan(missing.data), 1.0, missing.data).mean(axis=-1)  # (E, S)
+        at = {k: j for j, k in enumerate(staged.index.tolist())}
+        for i, k in enumerate(missing.index.tolist()):
+            miss = {c: round(float(f), 4) for c, f in zip(self.channels, frac[i], strict=True)}
+            flags = ["partial"] if missing.partial[i] else []
+            j = at.get(k)
+            mean = staged.logits[j] if j is not None else None
+            scored = j is not None and staged.stage[j] >= 0 and np.isfinite(mean).all()
+            if scored:
+                if any(miss[c] > 0 for c in miss):
+                    flags.append("reduced_sensors")
+                probs = softmax(mean[None])[0]
+                p = {c: round(float(v), 5) for c, v in zip(self.model.classes, probs, strict=True)}
+                stage = STAGE_CODES[self.model.classes[int(np.argmax(probs))]]
+                reason = None
+            else:
+                worst = [self.channels[r] for r in self.required]
+                unstepped = 1.0 - float(staged.valid_fraction[j]) if j is not None else 1.0
+                p, stage = None, UNSCORED
+                reason = f"missing data: {', '.join(worst)} {100 * unstepped:.0f}% of seconds"
+            records.append(
+                EpochRecord(
+                    int(k),
+                    k * self.epoch_s,
+                    stage,
+                    p,
+                    miss,
+                    tuple(flags),
+                    reason,
+                    self.model_name,
+                )
+            )
+        return records
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        snap = {"conv": self.conv.copy(), "h": self.h.copy(), "steps": np.array(self.steps)}
+        snap.update({f"logits.{k}": v for k, v in self._logits.snapshot().items()})
+        snap.update({f"missing.{k}": v for k, v in self._missing.snapshot().items()})
+        return snap
+
+    def restore(self, snap: dict[str, np.ndarray]) -> None:
+        self.conv = np.asarray(snap["conv"], np.float32).copy()
+        self.h = np.asarray(snap["h"], np.float32).copy()
+        self.steps = int(snap["steps"])
+        self._logits.restore({k[7:]: v for k, v in snap.items() if k.startswith("logits.")})
+        self._missing.restore({k[8:]: v for k, v in snap.items() if k.startswith("missing.")})

@@ -17,9 +17,13 @@ def test_latency_benchmark_quick_json():
     assert records and all(keys <= set(r) for r in records)
     ulw = [r for r in records if r["model"] == "ulw_sleepnet"]
     mamba = [r for r in records if r["model"].startswith("mamba")]
-    assert {(r["backend"], r["batch"]) for r in mamba} == {
-        (b, n) for b in ("numpy", "onnxruntime", "torch-eager") for n in (1, 16)
-    }
+    assert {(r["backend"], r["precision"], r["batch"]) for r in mamba} == {
+        (b, p, n)
+        for b, p in [("numpy", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+                     ("litert", "fp32"), ("torch-eager", "fp32")]
+        for n in (1, 16)
+    }  # fmt: skip
+    assert all(r["per_stream_us"] > 0 and r["flops"] > r["macs"] for r in mamba)
     records = ulw
     assert {(r["backend"], r["precision"]) for r in records} == {
         ("onnxruntime", "fp32"),
@@ -37,3 +41,5 @@ def test_throughput_benchmark_quick_json():
     assert r["memory"]["state_bytes_per_stream"] > 0
     g = r["cost_growth"]["hour_1"]
     assert g["naive_over_streaming"] > 0 and g["streaming_us_per_epoch"] > 0
+    assert r["anne"]["epochs"] == 60 and r["anne"]["x_real_time"] > 1
+    assert r["anne"]["state_bytes_per_stream"] > 1140 * 4  # operators + the recurrent state

@@ -25,7 +25,8 @@ def test_expected_failures_are_one_line_not_tracebacks(tmp_path):
     bad.write_bytes(b"not an edf at all")
     for args, text in [
         (("--device", "nope"), "unknown device 'nope'"),
-        (("--device", "anne"), "no staging model is bundled for device 'anne'"),
+        (("--device", "anne", "--model", "ulw_sleepnet"), "is for device 'psg', not 'anne'"),
+        (("--backend", "numpy"), "has no numpy backend"),
         (("--duration", "-1"), "must be positive"),
         (("--source", "replay"), "--source replay needs --file"),
         (("--source", "replay", "--file", str(bad)), "bad.edf"),

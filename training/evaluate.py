@@ -1,4 +1,6 @@
-"""Evaluation: ``python -m training.evaluate --model ulw --dataset sleep-edf|dreams --data DIR``.
+"""Evaluation: ``python -m training.evaluate --model ulw --dataset sleep-edf|dreams --data DIR``
+and ``--model mamba --dataset walch`` (``training/evaluate_mamba.py``: 3/4/5 classes, ablations,
+causal vs bidirectional, ceiling; ``--json`` prints one object keyed "3", "4", "5").
 
 DIR has the layout of the matching folder of ../shared/data, so any night in that layout can be
 scored. Sleep-EDF: every night in DIR that is not a training or validation night of the
@@ -151,10 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training.evaluate", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--model", choices=["ulw"], required=True)
-    ap.add_argument("--dataset", choices=["sleep-edf", "dreams"], required=True)
+    ap.add_argument("--model", choices=["ulw", "mamba"], required=True)
+    ap.add_argument("--dataset", choices=["sleep-edf", "dreams", "walch"], required=True)
     ap.add_argument("--data", type=Path, default=data_root())
     ap.add_argument("--checkpoint", type=Path, default=Path("runs/ulw/best.pt"))
+    ap.add_argument(
+        "--weights",
+        type=Path,
+        help="mamba: folder of causal_<K>class.pt / bidirectional_<K>class.pt (default: bundled)",
+    )
     ap.add_argument("--max-nights", type=int)
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument(
@@ -164,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--variants",
-        default="onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8",
-        help="with --manifest: BACKEND:PRECISION list; the first is the reference for agreement",
+        help="with --manifest: BACKEND:PRECISION list; the first is the reference for agreement "
+        "(ulw default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8; mamba default: "
+        "onnxruntime:fp32,onnxruntime:int8,litert:fp32,numpy:fp32)",
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if (args.model == "mamba") != (args.dataset == "walch"):
+        ap.error("--model mamba goes with --dataset walch; ulw with sleep-edf or dreams")
+    if args.model == "mamba":
+        return _mamba(args)
+    args.variants = args.variants or "onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8"
     if args.manifest is not None:
         model = Variants(args.manifest, args.variants.split(","))
     elif not args.checkpoint.exists():
@@ -202,6 +215,43 @@ def main(argv: list[str] | None = None) -> int:
     for row in result["confusion"]:
         print("  " + " ".join(f"{v:6d}" for v in row))
     print(f"data: {result['data']}")
+    return 0
+
+
+def _mamba(args) -> int:
+    from training.evaluate_mamba import WEIGHTS, StepVariants, evaluate_walch
+
+    variants = None
+    if args.manifest is not None:
+        names = args.variants or "onnxruntime:fp32,onnxruntime:int8,litert:fp32,numpy:fp32"
+        variants = StepVariants(args.manifest, names.split(","))
+    result = evaluate_walch(
+        args.data, args.weights or WEIGHTS, args.max_nights, args.max_epochs, variants
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for k, r in result.items():
+        print(f"== {k} classes ({r['n_epochs']} epochs, subjects {' '.join(r['subjects'])})")
+        rows = [("causal", r), ("ceiling", r["ceiling"])]
+        if "bidirectional" in r:
+            rows.append(("bidir", r["bidirectional"]))
+        rows += [(f"  {n}", a) for n, a in r["ablations"].items() if n != "full"]
+        rows += [(f"  {n}", v) for n, v in r.get("variants", {}).items()]
+        for label, m in rows:
+            print(
+                f"{label:22s} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}"
+                f"  macro-F1 {m['macro_f1']:.3f}  kappa {m['kappa']:.3f}  MCC {m['mcc']:.3f}"
+                + (
+                    f"  agreement {m['agreement_with_first']:.3f}"
+                    if "agreement_with_first" in m
+                    else ""
+                )
+            )
+        print("confusion (rows truth):")
+        for row in r["confusion"]:
+            print("  " + " ".join(f"{v:6d}" for v in row))
+    print(f"data: {next(iter(result.values()))['data']}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Training: ``python -m training.train ulw [options]``.
+"""Training: ``python -m training.train ulw|mamba [options]`` (mamba: ``training/train_mamba.py``).
 
 ULW-SleepNet on Sleep-EDF nights resynthesised from their real band powers (training subjects
 of the committed split), or on real PSG EDF pairs (``--psg-dir``: Sleep-EDF ``*-PSG.edf`` with
@@ -219,8 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--max-epochs", type=int, help="use only the first N epochs of each night")
     u.add_argument("--psg-dir", type=Path, help="train on real Sleep-EDF PSG/hypnogram EDFs")
     u.add_argument("--resume", action="store_true")
+    from training.train_mamba import add_arguments, train_mamba
+
+    add_arguments(sub)
     args = ap.parse_args(argv)
-    train_ulw(args)
+    if args.model == "mamba":
+        train_mamba(args)
+    else:
+        train_ulw(args)
     return 0
 
 

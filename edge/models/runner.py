@@ -49,6 +49,17 @@ class OnnxEpochModel:
         return self.session.run([self.output], {self.input: x})[0]
 
 
+def litert_interpreter(path: Path, threads: int):
+    """A LiteRT interpreter for ``path``, or a one-line error naming the extra to install."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ModelIntegrityError(
+            "the litert backend needs ai-edge-litert: pip install 'sleepedge[litert]'"
+        ) from None
+    return Interpreter(model_path=str(path), num_threads=threads)
+
+
 class LiteRTEpochModel:
     """A .tflite model exported for batch 1, invoked once per epoch of a batch (XNNPACK cannot
     reshape the exported graph's fixed reshapes; a Pi stages one epoch per 30 s anyway, and
@@ -59,13 +70,7 @@ class LiteRTEpochModel:
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise ModelIntegrityError(
-                "the litert backend needs ai-edge-litert: pip install 'sleepedge[litert]'"
-            ) from None
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter = litert_interpreter(path, threads)
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
         self.shape = [int(v) for v in self._in["shape"][1:]]

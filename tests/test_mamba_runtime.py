@@ -1,0 +1,171 @@
+"""The bundled causal Mamba through the torch-free runtime: parity of every backend with torch
+over 10,000 carried steps, int8 agreement, many streams in one call, per-stream snapshots, and
+the per-second stager (any chunking of the frames gives the same epochs)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.models import ModelIntegrityError
+from edge.models.step_runner import load_step_model
+from edge.models.streams import StreamBank
+from edge.ops.epochs import reference_aggregate
+from edge.staging import FrameStager
+from training.data.anne import epoch_logits, resynth_walch, stream_columns
+from training.evaluate_mamba import load_weights
+from training.splits import load as load_split
+
+BUNDLE = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
+MANIFEST = BUNDLE / "mamba_anne.json"
+STEPS = 10_000
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """The first 10,020 s of a held-out subject's resynthesised night: raw features [T, 140]."""
+    subject = load_split("walch")["subjects"]["test"][0]
+    return resynth_walch(subject, max_epochs=STEPS // 30 + 1)
+
+
+@pytest.fixture(scope="module")
+def torch_logits(held_out):
+    model, stats = load_weights(BUNDLE / "causal_5class.pt")
+    with torch.no_grad():
+        return model(torch.from_numpy(stats.apply(held_out.x))[None])[0].numpy()
+
+
+def stepped(model, x):
+    conv, h = model.initial_state(1)
+    out = np.empty((len(x), len(model.classes)), np.float32)
+    for t in range(len(x)):
+        out[t : t + 1], conv, h = model.step(x[t : t + 1], conv, h)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "numpy"])
+def test_backends_equal_torch_over_10000_carried_steps(backend, held_out, torch_logits):
+    x = held_out.x[:STEPS]
+    assert np.isnan(x).any()  # the first seconds lack a temperature: normalised to 0 as live
+    got = stepped(load_step_model(MANIFEST, backend), x)
+    np.testing.assert_allclose(got, torch_logits[:STEPS], atol=1e-3, rtol=0)
+
+
+def test_int8_agrees_with_fp32_on_held_out_epochs(held_out):
+    fp32 = stepped(load_step_model(MANIFEST, "onnxruntime", "fp32"), held_out.x)
+    int8 = stepped(load_step_model(MANIFEST, "onnxruntime", "int8"), held_out.x)
+    a, _ = epoch_logits(fp32, held_out.y)
+    b, _ = epoch_logits(int8, held_out.y)
+    assert len(a) > 300
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+
+
+def test_manifest_states_what_the_runtime_needs():
+    m = json.loads(MANIFEST.read_text())
+    assert m["kind"] == "step" and m["classes"] == ["W", "N1", "N2", "N3", "REM"]
+    assert m["state_floats_per_stream"] == 1140
+    assert len(m["normalisation"]["mean"]) == len(m["normalisation"]["std"]) == 140
+    assert m["flops"] == 2 * m["linear_macs"] + m["elementwise_flops"]
+    assert "Walch" in m["training"]["data"]
+    assert set(m["training"]["train_subjects"]).isdisjoint(load_split("walch")["subjects"]["test"])
+
+
+def test_a_modified_model_file_is_refused(tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, copy)
+    f = copy / "mamba_anne_fp32.onnx"
+    f.write_bytes(f.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        load_step_model(copy / "mamba_anne.json", "onnxruntime")
+
+
+def test_many_streams_in_one_call_join_leave_and_move_by_snapshot(held_out):
+    model = load_step_model(MANIFEST, "onnxruntime")
+    rng = np.random.default_rng(0)
+    x = held_out.x[:400]
+    feats = {s: np.roll(x, 37 * s, axis=0) for s in range(5)}  # five different streams
+    alone = {s: stepped(model, f) for s, f in feats.items()}
+    # stream 4 joins at t=100; stream 1 leaves at t=150 and rejoins from its snapshot at t=220
+    # (its seconds 150..219 are stepped in a second bank, as if moved to another process); each
+    # second a random stream skips (a gap: it holds its state and does not step)
+    bank, other = StreamBank(model), StreamBank(model)
+    pos = dict.fromkeys(feats, 0)
+    got = {s: [] for s in feats}
+    for s in range(4):
+        bank.join(s)
+    for t in range(400):
+        if t == 100:
+            bank.join(4)
+        if t == 150:
+            other.join(1, bank.leave(1))
+        if t == 220:
+            bank.join(1, other.leave(1))
+        skip = int(rng.integers(0, 5))
+        for b in (bank, other):
+            due = {s: feats[s][pos[s]] for s in b.streams if s != skip and pos[s] < 400}
+            for s, logits in b.step(due).items():
+                got[s].append(logits)
+                pos[s] += 1
+    for s in feats:
+        n = len(got[s])
+        assert n > 200
+        np.testing.assert_allclose(np.stack(got[s]), alone[s][:n], atol=1e-5, rtol=0)
+
+
+def _stager():
+    model = load_step_model(MANIFEST, "onnxruntime")
+    return FrameStager(model, {k: v.tolist() for k, v in stream_columns().items()}, ("acc",))
+
+
+@settings(max_examples=8, deadline=None)
+@given(cuts=st.lists(st.integers(1, 299), max_size=6), gap=st.integers(0, 200))
+def test_any_chunking_of_frames_gives_the_same_epochs(cuts, gap, held_out_frames):
+    """Frames pushed in random chunks (with an ACC gap of 0-60 s) give the epochs of one push,
+    and those are the batch reference: mean of the stepped seconds' logits per 30-s epoch,
+    unscored when more than a quarter of its seconds had no ACC."""
+    frames = held_out_frames.copy()
+    acc = stream_columns()["acc"]
+    frames[acc, gap : gap + 60] = np.nan
+    whole = _stager()
+    want = whole.stage(frames) + whole.flush()
+    pieces = _stager()
+    got = []
+    for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), frames.shape[1]], strict=True):
+        got += pieces.stage(frames[:, a:b])
+    got += pieces.flush()
+    assert [r.to_json() for r in got] == [r.to_json() for r in want]
+    # batch reference: step the ACC-present seconds alone, NaN logits elsewhere, aggregate
+    model = load_step_model(MANIFEST, "onnxruntime")
+    ok = ~np.isnan(frames[acc]).any(axis=0)
+    logits = np.full((frames.shape[1], 5), np.nan, np.float32)
+    logits[ok] = stepped(model, frames[:, ok].T)
+    mean, stage = reference_aggregate(logits, 30, 0, min_valid=0.75)
+    assert [r.stage for r in want] == stage.tolist()
+    for r, m in zip(want, mean, strict=True):
+        if r.stage >= 0:
+            p = np.exp(m - m.max()) / np.exp(m - m.max()).sum()
+            np.testing.assert_allclose(list(r.probabilities.values()), p, atol=2e-5)
+        else:
+            assert r.reason.startswith("missing data: acc")
+
+
+@pytest.fixture(scope="module")
+def held_out_frames(held_out):
+    return held_out.x[:300].T.astype(np.float64)  # (140, 300): ten epochs
+
+
+def test_stager_snapshot_restores_mid_epoch(held_out_frames):
+    a = _stager()
+    first = a.stage(held_out_frames[:, :145])
+    snap = {k: np.copy(v) for k, v in a.snapshot().items()}
+    rest_a = a.stage(held_out_frames[:, 145:]) + a.flush()
+    b = _stager()
+    b.restore(snap)
+    rest_b = b.stage(held_out_frames[:, 145:]) + b.flush()
+    assert len(first) == 4 and [r.to_json() for r in rest_a] == [r.to_json() for r in rest_b]

@@ -1,0 +1,288 @@
+"""Causal Mamba training (``python -m training.train mamba``), the paper's recipe (DESIGN §2.1).
+
+Random 5,000-s crops, batch 4, class-weighted cross-entropy on every labelled second, Adam 1e-3,
+the best checkpoint by validation balanced accuracy on 30-s epochs (mean of the 30 one-second
+logits, as the runtime stages). Data: ANNE nights resynthesised from the Walch training subjects
+of the committed split (or real ANNE exports, ``--anne-dir``). Modality dropout: half the crops
+lose a random non-empty subset of ECG, PPG, chest and finger temperature (set to 0 after the
+fixed normalisation, exactly what the runtime feeds for an absent sensor), so one model serves
+devices with fewer sensors. Seeded, resumable (``last.pt`` every epoch, atomic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score
+from torch import nn
+
+from training.data.anne import (
+    DROPPABLE,
+    FeatureStats,
+    Night,
+    anne_export,
+    epoch_logits,
+    resynth_walch,
+    stream_columns,
+    to_classes,
+)
+from training.models.mamba import MambaStager
+from training.splits import load as load_split
+from training.train import save_atomic
+
+
+def load_nights(
+    names: list[str], cache: Path, seed: int, max_epochs: int | None, anne_dir: Path | None
+) -> list[Night]:
+    """Nights as raw features, cached as float16 .npz (resynthesis + features ~5 s a night)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        source = "export" if anne_dir is not None else f"synth{seed}"
+        f = cache / f"{name}-{source}-{max_epochs or 'all'}.npz"
+        if f.exists():
+            with np.load(f) as z:
+                out.append(Night(z["x"].astype(np.float32), z["y"], name))
+            continue
+        if anne_dir is not None:
+            found = [p for p in sorted(anne_dir.iterdir()) if p.stem == name]
+            if not found:
+                print(f"train: no ANNE export named {name} in {anne_dir}", file=sys.stderr)
+                continue
+            night = anne_export(found[0])
+        else:
+            night = resynth_walch(name, seed, max_epochs=max_epochs)
+        x16 = night.x.astype(np.float16)
+        tmp = f.with_suffix(".tmp.npz")
+        np.savez(tmp, x=x16, y=night.y)
+        os.replace(tmp, f)
+        out.append(Night(x16.astype(np.float32), night.y, name))
+    return out
+
+
+def export_names(anne_dir: Path) -> list[str]:
+    """Recordings in ``anne_dir`` (EDF files or CSV directories) that have a hypnogram."""
+    from training.data.anne import find_anne_hypnogram
+
+    return sorted(
+        p.stem
+        for p in anne_dir.iterdir()
+        if (p.suffix.lower() == ".edf" and "-hypnogram" not in p.name or p.is_dir())
+        and find_anne_hypnogram(p) is not None
+    )
+
+
+def class_weights(nights: list[Night], n_classes: int) -> torch.Tensor:
+    """Inverse class frequency over labelled seconds, normalised to mean 1."""
+    y = np.concatenate([to_classes(n.y, n_classes) for n in nights])
+    counts = np.bincount(y[y >= 0], minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
+    return torch.tensor(w / w[w > 0].mean(), dtype=torch.float32)
+
+
+class Crops:
+    """Random fixed-length crops across nights (weighted by length), with modality dropout."""
+
+    def __init__(self, nights, n_classes, crop_s, stats: FeatureStats, seed, dropout=0.5):
+        self.x = [torch.from_numpy(stats.apply(n.x)) for n in nights]
+        self.y = [torch.from_numpy(to_classes(n.y, n_classes).astype(np.int64)) for n in nights]
+        self.crop = min(crop_s, min(len(y) for y in self.y))
+        lengths = np.array([len(y) - self.crop + 1 for y in self.y], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+        self.rng = np.random.default_rng(seed)
+        self.dropout = dropout
+        cols = stream_columns()
+        self.columns = [torch.from_numpy(cols[s]) for s in DROPPABLE]
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for _ in range(size):
+            i = int(self.rng.choice(len(self.x), p=self.p))
+            s = int(self.rng.integers(0, len(self.y[i]) - self.crop + 1))
+            x = self.x[i][s : s + self.crop].clone()
+            if self.rng.random() < self.dropout:
+                drop = np.zeros(len(self.columns), dtype=bool)
+                while not drop.any():
+                    drop = self.rng.random(len(self.columns)) < 0.5
+                for cols in (c for c, d in zip(self.columns, drop, strict=True) if d):
+                    x[:, cols] = 0.0
+            xs.append(x)
+            ys.append(self.y[i][s : s + self.crop])
+        return torch.stack(xs), torch.stack(ys)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def predict_epochs(
+    model: MambaStager, nights: list[Night], stats: FeatureStats, n_classes: int, mask=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) per labelled 30-s epoch over whole nights, from a zero state."""
+    ys, ps = [], []
+    model.eval()
+    with torch.no_grad():
+        for n in nights:
+            x = stats.apply(n.x)
+            if mask is not None:
+                x[:, ~mask] = 0.0
+            logits = model(torch.from_numpy(x)[None])[0].numpy()
+            lg, ye = epoch_logits(logits, to_classes(n.y, n_classes))
+            ys.append(ye)
+            ps.append(lg.argmax(axis=1))
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def train_mamba(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.anne_dir is not None:
+        names = export_names(args.anne_dir)
+        n_val = max(1, len(names) // 5)
+        train_names, val_names = names[n_val:], names[:n_val]
+    else:
+        split = load_split("walch")
+        train_names = split["subjects"]["train"][: args.max_nights]
+        val_names = split["subjects"]["val"][: max(1, (args.max_nights or 10**9) // 4)]
+    cache = Path(args.cache) if args.cache else out / "cache"
+    train = load_nights(train_names, cache, args.seed, args.max_epochs, args.anne_dir)
+    val = load_nights(val_names, cache, args.seed, args.max_epochs, args.anne_dir)
+    if not train:
+        raise SystemExit("train: no training nights found")
+    stats = FeatureStats.fit(train)
+    weights = class_weights(train, args.classes)
+    crops = Crops(train, args.classes, args.crop, stats, args.seed, args.modality_dropout)
+    steps_per_epoch = args.steps or max(
+        1, int(np.ceil(sum(len(n) for n in train) / (args.batch * crops.crop)))
+    )
+
+    torch.manual_seed(args.seed)
+    model = MambaStager(n_classes=args.classes, bidirectional=args.bidirectional)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=-1)
+    config = {
+        "classes": args.classes,
+        "bidirectional": args.bidirectional,
+        "crop_s": crops.crop,
+        "batch": args.batch,
+        "lr": args.lr,
+        "modality_dropout": args.modality_dropout,
+        "seed": args.seed,
+        "data": "real ANNE exports" if args.anne_dir else "Walch subjects resynthesised (ANNE)",
+    }
+    state = {"epoch": 0, "best": -1.0, "history": []}
+    last = out / "last.pt"
+    if args.resume and last.exists():
+        ck = torch.load(last, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        crops.set_state(ck["crops"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        print(f"train: resumed at epoch {state['epoch']} (best {state['best']:.3f})")
+
+    from rich.progress import Progress
+
+    label = f"Mamba {args.classes}-class {'bidirectional' if args.bidirectional else 'causal'}"
+    with Progress(disable=not sys.stdout.isatty()) as progress:
+        task = progress.add_task(label, total=args.epochs, completed=state["epoch"])
+        while state["epoch"] < args.epochs:
+            model.train()
+            t0, total = time.perf_counter(), 0.0
+            for _ in range(steps_per_epoch):
+                x, y = crops.batch(args.batch)
+                opt.zero_grad()
+                logits = model(x)
+                loss = loss_fn(logits.reshape(-1, args.classes), y.reshape(-1))
+                loss.backward()
+                opt.step()
+                total += loss.item()
+            yv, pv = predict_epochs(model, val, stats, args.classes)
+            val_bacc = float(balanced_accuracy_score(yv, pv)) if len(yv) else 0.0
+            state["epoch"] += 1
+            state["history"].append(
+                {
+                    "epoch": state["epoch"],
+                    "loss": total / steps_per_epoch,
+                    "val_balanced_accuracy": val_bacc,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            if val_bacc > state["best"]:
+                state["best"] = val_bacc
+                save_atomic(
+                    {
+                        "model": model.state_dict(),
+                        "config": config,
+                        "stats": stats.to_json(),
+                        "epoch": state["epoch"],
+                        "val_balanced_accuracy": val_bacc,
+                        "train_nights": train_names,
+                        "val_nights": val_names,
+                    },
+                    out / "best.pt",
+                )
+            save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "crops": crops.state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "state": state,
+                },
+                last,
+            )
+            progress.update(task, advance=1)
+            print(
+                f"train: epoch {state['epoch']}/{args.epochs} loss {total / steps_per_epoch:.4f} "
+                f"val balanced accuracy {val_bacc:.3f}",
+                flush=True,
+            )
+    summary = {
+        **config,
+        "train_nights": train_names,
+        "val_nights": val_names,
+        "train_seconds": int(sum(len(n) for n in train)),
+        "steps_per_epoch": steps_per_epoch,
+        **state,
+    }
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def load_checkpoint(path: Path) -> tuple[MambaStager, FeatureStats, dict]:
+    ck = torch.load(path, weights_only=False)
+    cfg = ck["config"]
+    model = MambaStager(n_classes=cfg["classes"], bidirectional=cfg["bidirectional"])
+    model.load_state_dict(ck["model"])
+    return model.eval(), FeatureStats.from_json(ck["stats"]), ck
+
+
+def add_arguments(sub) -> None:
+    m = sub.add_parser("mamba", help="causal Mamba on ANNE features (Walch resynthesis)")
+    m.add_argument("--out", default="runs/mamba")
+    m.add_argument("--classes", type=int, choices=[3, 4, 5], default=5)
+    m.add_argument("--bidirectional", action="store_true", help="the paper's offline variant")
+    m.add_argument("--epochs", type=int, default=40)
+    m.add_argument("--steps", type=int, help="batches per epoch (default: one pass of seconds)")
+    m.add_argument("--batch", type=int, default=4)
+    m.add_argument("--crop", type=int, default=5000, help="crop length in seconds")
+    m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--modality-dropout", type=float, default=0.5)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=2)
+    m.add_argument("--max-nights", type=int, help="use only the first N training subjects")
+    m.add_argument("--max-epochs", type=int, help="use only the first N 30-s epochs a night")
+    m.add_argument("--cache", help="feature cache directory (default OUT/cache)")
+    m.add_argument("--anne-dir", type=Path, help="train on real ANNE exports with hypnograms")
+    m.add_argument("--resume", action="store_true")
