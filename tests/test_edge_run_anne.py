@@ -89,6 +89,28 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, clean):
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
+def test_anne_over_a_real_mosquitto_equals_the_in_process_run(broker, tmp_path):
+    """firmware-sim's virtual ANNE publishing over a real broker (~18 frames a second, 60×
+    real time) into edge-run --source mqtt: no frame lost, the epochs of the in-process run."""
+    from tests.test_edge_run_mqtt import start_edge_run
+
+    ref = tmp_path / "ref"
+    edge_run("--source", "sim", "--duration", "600", "--out", str(ref))
+    edge = start_edge_run(broker, "anne7", tmp_path / "out", device="anne")
+    sim = run(
+        "firmware_sim.cli", "--device", "anne", "--transport", "mqtt",
+        "--broker", f"127.0.0.1:{broker.port}", "--device-id", "anne7",
+        "--duration", "600", "--speed", "60", timeout=240,
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stderr
+    _, err = edge.communicate(timeout=240)
+    assert edge.returncode == 0, err
+    summary = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert summary["counts"]["lost"] == 0 and summary["counts"]["frames"] > 10_000
+    got = (tmp_path / "out" / "epochs.jsonl").read_text().splitlines()
+    assert len(got) == 20 and got == (ref / "epochs.jsonl").read_text().splitlines()
+
+
 @pytest.mark.parametrize("backend", ["litert", "numpy"])
 def test_other_backends_stage_the_same_night(tmp_path, clean, backend):
     ref, _ = clean

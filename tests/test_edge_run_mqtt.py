@@ -18,8 +18,8 @@ def tool(name):
     return shutil.which(name) or f"/usr/bin/{name}"
 
 
-def start_edge_run(broker, device_id, out, *extra):
-    cmd = [sys.executable, "-m", "edge.cli", "--source", "mqtt", "--device", "psg", "--plain",
+def start_edge_run(broker, device_id, out, *extra, device="psg"):
+    cmd = [sys.executable, "-m", "edge.cli", "--source", "mqtt", "--device", device, "--plain",
            "--broker", f"127.0.0.1:{broker.port}", "--device-id", device_id, "--out", str(out),
            *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
