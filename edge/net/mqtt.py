@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,23 +107,44 @@ def connect(
 
 
 class AckTracker:
-    """Counts QoS 1 publishes and their PUBACKs through ``on_publish``.
+    """Counts QoS 1 publishes made through it and the PUBACKs for exactly those.
 
     paho's ``MQTTMessageInfo.is_published()`` raises for a message published while the link was
     down, although paho queues it and sends it after reconnecting; counting acknowledgements
-    instead works across broker restarts and needs no list of pending messages.
+    instead works across broker restarts. Only message ids this tracker published count: the
+    ``online`` that :func:`connect` re-announces after each reconnect is acknowledged too, and
+    counting it would report more acknowledgements than publishes. ``on_publish`` runs on paho's
+    network thread while paho holds its message lock, so it only queues the id; the caller's
+    thread matches ids to its pending set (every publish is registered by then).
     """
 
     def __init__(self, client: mqtt.Client) -> None:
         self.sent = 0
-        self.acked = 0
+        self._acked = 0
+        self._pending: set[int] = set()
+        self._arrived: deque[int] = deque()  # appended by paho's thread, drained by ours
         client.on_publish = self._on_publish
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self.acked += 1  # only paho's network thread writes this
+        self._arrived.append(mid)
+
+    def _drain(self) -> None:
+        while self._arrived:
+            mid = self._arrived.popleft()
+            if mid in self._pending:
+                self._pending.discard(mid)
+                self._acked += 1
+
+    @property
+    def acked(self) -> int:
+        """Acknowledged publishes of this tracker so far."""
+        self._drain()
+        return self._acked
 
     def publish(self, client: mqtt.Client, topic: str, payload: bytes, **kw) -> None:
-        client.publish(topic, payload, qos=1, **kw)
+        self._drain()  # before ids can wrap round (65,535) and be reused
+        info = client.publish(topic, payload, qos=1, **kw)
+        self._pending.add(info.mid)
         self.sent += 1
 
     def wait(self, timeout_s: float) -> bool:
