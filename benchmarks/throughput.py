@@ -16,9 +16,12 @@ bundled model):
   cost per epoch in (a) around those hours (frame decoding included).
 
 For ``--device anne`` (the causal Mamba): (a) and the checkpoint state per stream of (c), on
-a resynthesised Walch night. (b), many live ANNE streams over MQTT into one process, is not
-built yet (edge-run serves one device per process). ``--quick``: a one-hour PSG night, 5
-sessions, half an hour of ANNE (CI smoke run); ``--json`` prints the results as one object.
+a resynthesised Walch night, and (b): N live ANNE devices published by the simulator's gateway
+through a real mosquitto into one ``edge-run --device-id +`` process on one core, N raised
+along ``--live-devices`` until the p99 delay from an epoch's last sample to its stage message
+exceeds 1 s (``benchmarks/live_fleet.py`` says how it is measured); ``--live-devices 0`` skips
+it. ``--quick``: a one-hour PSG night, 5 sessions, half an hour of ANNE, 2 live devices for a
+minute (CI smoke run); ``--json`` prints the results as one object.
 """
 
 from __future__ import annotations
@@ -243,13 +246,33 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--quick", action="store_true", help="one hour, 5 sessions (smoke run)")
+    ap.add_argument(
+        "--live-devices",
+        default="50,100,200,300,400,600,800,1000",
+        help="(b): device counts to try in order, comma-separated (0: skip)",
+    )
+    ap.add_argument("--live-seconds", type=float, default=120.0, help="(b): night length")
+    ap.add_argument("--live-only", action="store_true", help="only (b)")
     args = ap.parse_args(argv)
-    r = run(1.0 if args.quick else 8.0, 5 if args.quick else 50)
-    r["anne"] = run_anne(0.5 if args.quick else 8.0)
+    if args.live_only:
+        r = {"machine": machine_info()}
+    else:
+        r = run(1.0 if args.quick else 8.0, 5 if args.quick else 50)
+        r["anne"] = run_anne(0.5 if args.quick else 8.0)
+    counts = [2] if args.quick else [int(n) for n in args.live_devices.split(",") if int(n)]
+    if counts:
+        from live_fleet import ladder
+
+        echo = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+        seconds = 60.0 if args.quick else args.live_seconds
+        r["live"] = ladder(counts, seconds, stagger_s=1.0 if args.quick else 30.0, echo=echo)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
     print(f"machine: {r['machine']}")
+    if args.live_only:
+        print(f"(b) largest N of live ANNE devices held (p99 <= 1 s): {r['live']['largest_held']}")
+        return 0
     print(
         f"(a) {r['night']}: {r['frames']:,} frames, {r['epochs']} epochs in {r['seconds']:.1f} s "
         f"= {r['x_real_time']:,.0f}x real time ({r['us_per_epoch']:,.0f} us per epoch)"
@@ -267,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{an['model_seconds'] / an['epochs'] * 1e6:,.0f} us); (c) anne checkpoint state per "
         f"stream {an['state_bytes_per_stream'] / 1024:.1f} KiB"
     )
+    if "live" in r:
+        print(f"(b) largest N of live ANNE devices held (p99 <= 1 s): {r['live']['largest_held']}")
     for h, g in r["cost_growth"].items():
         print(
             f"(d) {h}: operators + model {g['streaming_us_per_epoch']:,.0f} us per epoch "

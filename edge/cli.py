@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--broker", default="127.0.0.1:1883", help="MQTT broker [mqtts://][user:pw@]HOST:PORT"
     )
-    p.add_argument("--device-id", default="sim0001", help="MQTT device id / BLE name suffix")
+    p.add_argument(
+        "--device-id",
+        default="sim0001",
+        help="MQTT device id / BLE name suffix; '+' (with --source mqtt): every device on the "
+        "broker in one engine, each night in OUT/<device-id>/",
+    )
     p.add_argument("--ble-backend", choices=["bleak", "bumble"], default="bleak")
     p.add_argument("--ble-address", help="BLE address or name to connect to (default: scan)")
     p.add_argument(
@@ -82,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--threads", type=int, default=1, help="model intra-op threads")
+    p.add_argument(
+        "--push-every",
+        type=float,
+        help="seconds of samples gathered per stream before the operators run (default: 0.25 for"
+        " live mqtt/ble sources, for low delay; 1 for sim/replay, for throughput); the output"
+        " is the same",
+    )
     p.add_argument("--out", type=Path, default=Path("edge-out"), help="output directory")
     p.add_argument(
         "--speed",
@@ -174,6 +186,14 @@ def _source(args, profile):
     )
 
 
+def _push_every(args) -> float:
+    if args.push_every is not None:
+        if args.push_every < 0:
+            raise UsageError("--push-every must be >= 0")
+        return args.push_every
+    return 0.25 if args.source in ("mqtt", "ble") else 1.0
+
+
 def _config(args) -> dict:
     keys = ("source", "device", "file", "night", "duration", "model", "backend", "precision")
     keys += ("seed", "loss", "duplicate", "reorder", "disconnect", "burst", "drift_ppm")
@@ -186,6 +206,8 @@ def run(args) -> int:
 
     profile = load_device(args.device)
     manifest = _manifest(args.model, profile.name)
+    if args.device_id == "+":
+        return run_fleet_cli(args, profile, manifest)
     stager, spec = _stager(manifest, profile, args)
     model_input = spec.name
     publisher = None
@@ -205,7 +227,7 @@ def run(args) -> int:
     )
     result = run_night(
         source,
-        Session(profile, spec, stager),
+        Session(profile, spec, stager, _push_every(args)),
         args.out,
         _config(args),
         args.checkpoint_every,
@@ -242,8 +264,15 @@ def run(args) -> int:
 
 
 def _stager(manifest: Path, profile, args):
-    """The model of ``manifest`` behind the stager its kind needs: per-epoch models
-    (``EpochStager``) or step models with carried state (``FrameStager``)."""
+    """The model of ``manifest`` behind the stager its kind needs (see ``_stager_factory``)."""
+    make, spec, _ = _stager_factory(manifest, profile, args)
+    return make(None, 0), spec
+
+
+def _stager_factory(manifest: Path, profile, args):
+    """``(make(bank, stream_id), spec, step_model)``: per-epoch models get an ``EpochStager``,
+    step models with carried state a ``FrameStager`` (on ``bank`` when one is shared, in a
+    fleet); ``step_model`` is None for per-epoch models. The model is loaded once."""
     from edge.staging import EpochStager, FrameStager
 
     data = Manifest.load(manifest).data
@@ -264,13 +293,75 @@ def _stager(manifest: Path, profile, args):
             start += f.width
         steps = int(round(30.0 * spec.frame_hz))
         required = tuple(data.get("required_streams", ()))
-        return FrameStager(model, columns, required, steps, 1.0 / spec.frame_hz, name), spec
+
+        def make_frame(bank, stream_id):
+            return FrameStager(
+                model, columns, required, steps, 1.0 / spec.frame_hz, name, bank=bank,
+                stream_id=stream_id,
+            )  # fmt: skip
+
+        return make_frame, spec, model
     if args.backend == "numpy":
         raise UsageError(
             f"model {manifest.stem!r} has no numpy backend (use onnxruntime or litert)"
         )
     model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
-    return EpochStager(model, [c.stream.name for c in spec.channels], spec.epoch_s, name), spec
+    channels = [c.stream.name for c in spec.channels]
+
+    def make_epoch(bank, stream_id):
+        return EpochStager(model, channels, spec.epoch_s, name)
+
+    return make_epoch, spec, None
+
+
+def run_fleet_cli(args, profile, manifest: Path) -> int:
+    """``--source mqtt --device-id +``: every device on the broker, one engine."""
+    from edge.fleet import Fleet, run_fleet
+    from edge.models.streams import StreamBank
+    from edge.session import Session
+    from edge.sources.mqtt import MqttFleetSource
+
+    if args.source != "mqtt":
+        raise UsageError("--device-id + (every device) needs --source mqtt")
+    make_stager, spec, step_model = _stager_factory(manifest, profile, args)
+    bank = StreamBank(step_model) if step_model is not None else None
+
+    def make_session(bank, device_id):
+        return Session(profile, spec, make_stager(bank, device_id), _push_every(args))
+
+    broker = BrokerAddress.parse(args.broker)
+    source = MqttFleetSource(profile, broker, idle_exit_s=args.idle_exit)
+    try:
+        publisher = None
+        if args.publish:
+            from edge.sinks.publish import StagePublisher
+
+            publisher = StagePublisher(profile, broker, "fleet")
+    except Exception:
+        source.close()
+        raise
+    fleet = Fleet(
+        make_session, bank, args.out, _config(args), args.checkpoint_every, args.resume, publisher
+    )
+    print(f"edge-run: staging every {profile.name} device on {source.description}", flush=True)
+    stats = run_fleet(source, fleet, echo=lambda line: print(line, flush=True))
+    print(
+        f"edge-run: {stats.devices_finished} devices, {stats.epochs:,} epochs, "
+        f"{stats.frames:,} frames in {stats.batches:,} batches; model {stats.model_seconds:.2f} s"
+        + (
+            f" in {bank.calls:,} calls of {bank.stream_steps / max(bank.calls, 1):.1f} devices"
+            if bank is not None
+            else ""
+        )
+    )
+    for device_id, result in sorted(stats.finished.items()):
+        c = result.counts
+        print(
+            f"edge-run: {device_id}: {result.epochs} epochs, frames {c.get('frames', 0):,}, "
+            f"lost {c.get('lost', 0)}, gap samples {c.get('gap_samples', 0):,}"
+        )
+    print(f"edge-run: wrote {args.out}/<device-id>/")
+    return 0
 
 
 def _agreement(records, reference) -> str:

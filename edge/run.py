@@ -35,6 +35,87 @@ class RunResult:
     resumed_at: int | None = None
 
 
+class NightWriter:
+    """One device's outputs in ``out``: the epoch log, the publisher, checkpoints every
+    ``checkpoint_every`` epochs and, at the end, the reports. ``edge-run`` has one; a fleet
+    (many devices in one process) has one per device."""
+
+    def __init__(
+        self,
+        out: Path,
+        session: Session,
+        config: dict,
+        checkpoint_every: int = 20,
+        resume: bool = False,
+        publisher=None,
+    ) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.session, self.config = out, session, config
+        self.checkpoint_every, self.publisher = checkpoint_every, publisher
+        self.ck_path = out / CHECKPOINT
+        self.resumed_at: int | None = None
+        self.source_position = None
+        if not resume:
+            for name in ("epochs.jsonl", "hypnogram.csv", CHECKPOINT):
+                (out / name).unlink(missing_ok=True)
+        self.log = EpochLog(out)
+        if resume:
+            arrays, meta = checkpoint.load(self.ck_path)
+            if meta["config"] != config:
+                raise checkpoint.CheckpointError(
+                    f"{self.ck_path} was written by another configuration ({meta['config']}); "
+                    "rerun without --resume or with the same options"
+                )
+            self.log.truncate(meta["log"])
+            session.restore(arrays)
+            self.source_position = meta["source_position"]
+            self.resumed_at = meta["log"]["epochs"]
+        self._next_ck = self.log.count + checkpoint_every
+
+    def write(self, records: list, source_position=None) -> None:
+        """Append ``records``; checkpoint when due (``source_position``: where a replay would
+        resume)."""
+        if not records:
+            return
+        self.log.write(records)
+        if self.publisher is not None:
+            self.publisher.write(records)
+        if self.checkpoint_every and self.log.count >= self._next_ck:
+            self.log.sync()
+            meta = {"config": self.config, "log": self.log.position()}
+            meta["source_position"] = source_position
+            checkpoint.save(self.ck_path, self.session.snapshot(), meta)
+            self._next_ck = self.log.count + self.checkpoint_every
+
+    def close(self) -> None:
+        self.log.close()
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def finish(self, t0: float, source_stats: dict) -> RunResult:
+        """The night is complete: reports from the whole log, ``run.json``, no checkpoint."""
+        records = read_records(self.log.jsonl_path)
+        stats = write_reports(records, self.out, list(self.session.stager.model.classes))
+        self.ck_path.unlink(missing_ok=True)  # nothing left to resume
+        result = RunResult(
+            records,
+            len(records),
+            time.perf_counter() - t0,
+            self.session.counts(),
+            stats,
+            dict(source_stats),
+            self.resumed_at,
+        )
+        summary = {
+            "config": self.config,
+            **{f.name: getattr(result, f.name) for f in fields(result) if f.name != "records"},
+            "rejected_by_reason": dict(self.session.receiver.rejected),
+        }
+        text = json.dumps(summary, indent=1) + "\n"
+        (self.out / "run.json").write_text(text, encoding="utf-8")
+        return result
+
+
 def run_night(
     source,
     session: Session,
@@ -47,32 +128,17 @@ def run_night(
     live: bool = False,
 ) -> RunResult:
     """Stage ``source`` to the end (or, for a ``live`` source, until Ctrl-C / SIGTERM)."""
-    out.mkdir(parents=True, exist_ok=True)
-    ck_path = out / CHECKPOINT
-    resumed_at = None
-    if not resume:
-        for name in ("epochs.jsonl", "hypnogram.csv", CHECKPOINT):
-            (out / name).unlink(missing_ok=True)
-    log = EpochLog(out)
-    if resume:
-        arrays, meta = checkpoint.load(ck_path)
-        if meta["config"] != config:
-            raise checkpoint.CheckpointError(
-                f"{ck_path} was written by another configuration ({meta['config']}); "
-                "rerun without --resume or with the same options"
-            )
-        log.truncate(meta["log"])
-        session.restore(arrays)
-        if hasattr(source, "seek"):
-            source.seek(meta["source_position"])
-        resumed_at = meta["log"]["epochs"]
+    try:
+        writer = NightWriter(out, session, config, checkpoint_every, resume, publisher)
+    except Exception:
+        source.close()
+        raise
+    if writer.source_position is not None and hasattr(source, "seek"):
+        source.seek(writer.source_position)
     t0 = time.perf_counter()
-    next_ck = log.count + checkpoint_every
 
     def emit(records) -> None:
-        log.write(records)
-        if publisher is not None:
-            publisher.write(records)
+        writer.write(records, getattr(source, "position", None))
         if view is not None:
             view.update(records, session.counts(), session.model_seconds)
 
@@ -80,46 +146,18 @@ def run_night(
         try:
             for data in source:
                 records = session.feed(data)
-                if not records:
-                    continue
-                emit(records)
-                if checkpoint_every and log.count >= next_ck:
-                    log.sync()
-                    meta = {
-                        "config": config,
-                        "log": log.position(),
-                        "source_position": getattr(source, "position", None),
-                    }
-                    checkpoint.save(ck_path, session.snapshot(), meta)
-                    next_ck = log.count + checkpoint_every
+                if records:
+                    emit(records)
         except KeyboardInterrupt:
             if not live:
                 raise  # a replay stopped by hand resumes later from its checkpoint
             # a live night ends when the user stops it: finish and write the reports
-        emit(session.finish(getattr(source, "stats", {}).get("duration_s")))
+        tail = session.finish(getattr(source, "stats", {}).get("duration_s"))
+        writer.checkpoint_every = 0  # the night is ending: its files are complete next
+        emit(tail)
     finally:
-        log.close()
+        writer.close()
         if view is not None:
             view.close()
-        if publisher is not None:
-            publisher.close()
         source.close()
-    records = read_records(log.jsonl_path)
-    stats = write_reports(records, out, list(session.stager.model.classes))
-    ck_path.unlink(missing_ok=True)  # the night is complete: nothing left to resume
-    result = RunResult(
-        records,
-        len(records),
-        time.perf_counter() - t0,
-        session.counts(),
-        stats,
-        dict(getattr(source, "stats", {})),
-        resumed_at,
-    )
-    summary = {
-        "config": config,
-        **{f.name: getattr(result, f.name) for f in fields(result) if f.name != "records"},
-        "rejected_by_reason": dict(session.receiver.rejected),
-    }
-    (out / "run.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    return result
+    return writer.finish(t0, getattr(source, "stats", {}))

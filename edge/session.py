@@ -33,6 +33,7 @@ class Session:
         profile: DeviceProfile,
         spec: EpochInputSpec | FrameInputSpec,
         stager: EpochStager | FrameStager,
+        push_s: float = 1.0,
     ) -> None:
         self.profile, self.spec, self.stager = profile, spec, stager
         self.receiver = Receiver(profile)
@@ -41,6 +42,12 @@ class Session:
             FramePipeline(spec) if isinstance(spec, FrameInputSpec) else EpochPipeline(spec)
         )
         self.epoch_s = stager.epoch_s
+        # samples wait per stream until ``push_s`` seconds have come, then go through the
+        # operators in one call: 1 s keeps replays cheap; live engines push sooner, since an
+        # epoch's last second can only be staged once the samples after it have been pushed
+        self._push_at = {
+            n: max(1, int(round(push_s * s.rate_hz))) for n, s in profile.streams.items()
+        }
         self._pending: dict[str, list[Chunk]] = {}
         self._waiting: Counter = Counter()
         self.model_seconds = 0.0  # time spent in the model, for the live view
@@ -49,6 +56,11 @@ class Session:
     def feed(self, data: bytes) -> list[EpochRecord]:
         """One frame's bytes; the epochs this frame completed (usually none)."""
         return self._consume(self.receiver.feed(data))
+
+    def collect(self) -> list[EpochRecord]:
+        """Epochs finished since the last call by a step the session's owner ran (a shared
+        bank, see ``FrameStager``)."""
+        return self._staged(self.stager.collect())
 
     def finish(self, end_s: float | None = None) -> list[EpochRecord]:
         """End of the night: release held frames, flush every operator, stage the tail. With
@@ -85,7 +97,7 @@ class Session:
                 continue  # a stream this model does not use
             self._pending.setdefault(c.stream, []).append(c)
             self._waiting[c.stream] += c.samples.shape[1]
-            if self._waiting[c.stream] >= self.profile.streams[c.stream].rate_hz:
+            if self._waiting[c.stream] >= self._push_at[c.stream]:
                 records += self._push(c.stream)
         return records
 

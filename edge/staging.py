@@ -9,10 +9,12 @@ N2=2, N3=3, REM=4, unscored=-1.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.models.streams import StreamBank
 from edge.ops.epochs import UNSCORED, SampleEpochs
 from edge.ops.gaps import interpolate_gaps
 
@@ -93,6 +95,12 @@ class EpochStager:
     def flush(self) -> list[EpochRecord]:
         return []  # stateless per epoch: nothing held back
 
+    def collect(self) -> list[EpochRecord]:
+        return []  # stages as epochs arrive: nothing deferred
+
+    def close(self) -> None:
+        pass
+
     def snapshot(self) -> dict[str, np.ndarray]:
         return {}
 
@@ -156,6 +164,11 @@ class FrameStager:
     Other streams may be missing (a finger unit off, a sensor that a device lacks): their
     features enter as 0, the training mean, as modality dropout trained the model to expect;
     such epochs are scored and flagged ``reduced_sensors``, with each stream's missing fraction.
+
+    The recurrent state is one row of a ``StreamBank``. Alone, the stager owns a bank of one and
+    steps as frames arrive. Given a shared ``bank`` (many devices in one process), ``stage``
+    only queues its seconds; whoever owns the bank calls :func:`step_together` on all its
+    stagers, so every device's second goes through one batched model call, then ``collect``.
     """
 
     def __init__(
@@ -167,6 +180,8 @@ class FrameStager:
         frame_s: float = 1.0,
         model_name: str = "",
         max_missing: float = 0.25,
+        bank: StreamBank | None = None,
+        stream_id: Hashable = 0,
     ) -> None:
         from edge.ops.epochs import EpochAggregator, EpochBuffer
 
@@ -177,27 +192,72 @@ class FrameStager:
         self.epoch_s = steps_per_epoch * frame_s
         self.model_name = model_name
         self.max_missing = max_missing
-        self.conv, self.h = model.initial_state(1)
+        self.deferred = bank is not None
+        self.bank = bank if bank is not None else StreamBank(model)
+        self.stream_id = stream_id
+        self.bank.join(stream_id)
         self._logits = EpochAggregator(steps_per_epoch, 0, min_valid=1.0 - max_missing)
         self._missing = EpochBuffer(steps_per_epoch, 0)
+        self._todo: list[_Seconds] = []  # queued seconds, in time order
         self.steps = 0  # seconds stepped, for counters
 
     def stage(self, frames: np.ndarray) -> list[EpochRecord]:
-        """Feature frames (F, n), in time order from the session anchor → finished epochs."""
+        """Feature frames (F, n), in time order from the session anchor → finished epochs
+        (none until :func:`step_together` has run, when the bank is shared)."""
+        self.enqueue(frames)
+        if self.deferred:
+            return []
+        step_together([self])
+        return self.collect()
+
+    def enqueue(self, frames: np.ndarray) -> None:
         x = np.asarray(frames, np.float64)
         if x.shape[-1] == 0:
-            return []
+            return
         missing = np.stack([np.isnan(x[c]).any(axis=0) for c in self.columns.values()])
         stepped = ~missing[self.required].any(axis=0)
         logits = np.full((x.shape[-1], len(self.model.classes)), np.nan, np.float32)
-        for t in np.flatnonzero(stepped):
-            out, self.conv, self.h = self.model.step(x[None, :, t], self.conv, self.h)
-            logits[t] = out[0]
-        self.steps += int(stepped.sum())
-        return self._records(self._logits.push(logits), self._missing.push(missing.astype(float)))
+        inputs = np.ascontiguousarray(x[:, stepped].T, dtype=np.float32)
+        self._todo.append(_Seconds(inputs, np.flatnonzero(stepped), logits, missing))
+
+    def pending_inputs(self) -> np.ndarray:
+        """Feature rows [m, F] still to step, oldest first."""
+        rows = [s.inputs for s in self._todo if not s.done]
+        if not rows:
+            return np.zeros((0, 0), np.float32)
+        return rows[0] if len(rows) == 1 else np.concatenate(rows)
+
+    def accept(self, logits: np.ndarray) -> None:
+        """The logits [m, K] of ``pending_inputs``, in the same order."""
+        at = 0
+        for s in self._todo:
+            if s.done:
+                continue
+            n = len(s.at)
+            s.logits[s.at] = logits[at : at + n]
+            s.done, at = True, at + n
+        self.steps += at
+
+    def collect(self) -> list[EpochRecord]:
+        """Epochs finished by the seconds stepped so far."""
+        records: list[EpochRecord] = []
+        while self._todo and self._todo[0].done:
+            s = self._todo.pop(0)
+            records += self._records(
+                self._logits.push(s.logits), self._missing.push(s.missing.astype(float))
+            )
+        return records
 
     def flush(self) -> list[EpochRecord]:
-        return self._records(self._logits.flush(), self._missing.flush())
+        if any(not s.done for s in self._todo):
+            step_together([self])
+        records = self.collect()
+        return records + self._records(self._logits.flush(), self._missing.flush())
+
+    def close(self) -> None:
+        """Leave the bank (a device gone from a shared bank)."""
+        if self.stream_id in self.bank:
+            self.bank.leave(self.stream_id)
 
     def _records(self, staged, missing) -> list[EpochRecord]:
         """One record per epoch of the missing-data buffer (it always emits: its values are
@@ -239,14 +299,47 @@ class FrameStager:
         return records
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        snap = {"conv": self.conv.copy(), "h": self.h.copy(), "steps": np.array(self.steps)}
+        if self._todo:
+            raise RuntimeError("FrameStager.snapshot with seconds not yet stepped")
+        state = self.bank.snapshot(self.stream_id)
+        snap = {"conv": state["conv"][None], "h": state["h"][None], "steps": np.array(self.steps)}
         snap.update({f"logits.{k}": v for k, v in self._logits.snapshot().items()})
         snap.update({f"missing.{k}": v for k, v in self._missing.snapshot().items()})
         return snap
 
     def restore(self, snap: dict[str, np.ndarray]) -> None:
-        self.conv = np.asarray(snap["conv"], np.float32).copy()
-        self.h = np.asarray(snap["h"], np.float32).copy()
+        self.bank.restore(self.stream_id, {"conv": snap["conv"][0], "h": snap["h"][0]})
         self.steps = int(snap["steps"])
+        self._todo = []
         self._logits.restore({k[7:]: v for k, v in snap.items() if k.startswith("logits.")})
         self._missing.restore({k[8:]: v for k, v in snap.items() if k.startswith("missing.")})
+
+
+@dataclass
+class _Seconds:
+    """One ``enqueue`` call: the inputs of its stepped seconds and where their logits go."""
+
+    inputs: np.ndarray  # [m, F] float32
+    at: np.ndarray  # the m stepped seconds' positions among the call's n
+    logits: np.ndarray  # [n, K], NaN for unstepped seconds
+    missing: np.ndarray  # [streams, n] bool
+    done: bool = False
+
+
+def step_together(stagers: list[FrameStager]) -> None:
+    """Step every queued second of ``stagers`` (all on one bank): second t of each stager's
+    queue goes through one batched model call with second t of the others."""
+    work = [(s, s.pending_inputs()) for s in stagers]
+    work = [(s, x) for s, x in work if len(x)]
+    if not work:
+        for s in stagers:
+            s.accept(np.zeros((0, len(s.model.classes)), np.float32))
+        return
+    bank = work[0][0].bank
+    out = {s.stream_id: np.empty((len(x), len(s.model.classes)), np.float32) for s, x in work}
+    for t in range(max(len(x) for _, x in work)):
+        logits = bank.step({s.stream_id: x[t] for s, x in work if len(x) > t})
+        for sid, row in logits.items():
+            out[sid][t] = row
+    for s in stagers:
+        s.accept(out.get(s.stream_id, np.zeros((0, len(s.model.classes)), np.float32)))

@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Bumble transport for the peripheral",
     )
     p.add_argument("--device-id", default="sim0001")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="mqtt: a gateway playing the night on N device ids <device-id>-0001 … at once",
+    )
+    p.add_argument(
+        "--stagger", type=float, default=1.0, help="--devices: spread the N starts over S seconds"
+    )
     p.add_argument("--speed", type=_speed, default=1.0, help="N × real time, or 'max'")
     p.add_argument("--duration", type=float, help="play only the first N seconds")
     p.add_argument("--seed", type=int, default=0)
@@ -116,8 +125,33 @@ def faulted_deliveries(profile, recording, args):
     return device, deliveries, log
 
 
+def _run_gateway(args) -> int:
+    from firmware_sim.gateway import Gateway, device_ids
+
+    profile = load_device(args.device)
+    ids = device_ids(args.device_id, args.devices)
+    gateway = Gateway(profile, BrokerAddress.parse(args.broker), ids, args.stagger)
+    try:
+        _, _, deliveries, _ = _prepare(args)
+        sent = gateway.play(
+            deliveries,
+            args.speed,
+            on_start=lambda t: print(f"firmware-sim: gateway started at {t:.6f}", flush=True),
+        )
+    finally:
+        acked = gateway.close()
+    print(
+        f"firmware-sim: gateway published {sent:,} frames of {len(ids)} devices "
+        f"({'all' if acked else 'NOT all'} acknowledged), at most {gateway.late_s:.3f} s late"
+    )
+    return 0 if acked else 1
+
+
 def _run_mqtt(args) -> int:
     from firmware_sim.transports.mqtt import MqttPublisher
+
+    if args.devices > 1:
+        return _run_gateway(args)
 
     profile = load_device(args.device)  # the broker first: fail fast, before a night is built
     pub = MqttPublisher(profile, BrokerAddress.parse(args.broker), args.device_id)
@@ -163,6 +197,11 @@ async def _run_ble(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.devices < 1 or (args.devices > 1 and args.transport != "mqtt"):
+        print(
+            "firmware-sim: --devices N needs N >= 1 and, above 1, --transport mqtt", file=sys.stderr
+        )
+        return 2
     logging.basicConfig(level=logging.WARNING, format="firmware-sim: %(message)s")
     try:
         load_device(args.device)

@@ -21,6 +21,8 @@ class StreamBank:
         self.model = model
         self._rows: dict[Hashable, int] = {}
         self.conv, self.h = model.initial_state(0)
+        self.calls = 0  # model calls made, and stream-steps they carried (mean batch size)
+        self.stream_steps = 0
 
     def __contains__(self, stream: Hashable) -> bool:
         return stream in self._rows
@@ -68,6 +70,8 @@ class StreamBank:
         if not features:
             return {}
         ids = list(features)
+        self.calls += 1
+        self.stream_steps += len(ids)
         rows = np.fromiter((self._rows[s] for s in ids), dtype=np.int64, count=len(ids))
         x = np.stack([np.asarray(features[s], np.float32) for s in ids])
         if len(rows) == len(self._rows) and (rows == np.arange(len(rows))).all():

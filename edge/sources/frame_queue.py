@@ -10,7 +10,7 @@ class FrameQueue:
     counted (``stats["dropped_queue_full"]``), never blocking the network thread."""
 
     def __init__(self, max_frames: int, stats: dict) -> None:
-        self._queue: queue.Queue[bytes] = queue.Queue(max_frames)
+        self._queue: queue.Queue = queue.Queue(max_frames)
         self.stats = stats
         stats.setdefault("received", 0)
         stats.setdefault("dropped_queue_full", 0)
@@ -28,6 +28,16 @@ class FrameQueue:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def get_nowait_many(self, limit: int) -> list:
+        """Up to ``limit`` frames that are waiting now, without blocking."""
+        out = []
+        try:
+            for _ in range(limit):
+                out.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return out
 
     def qsize(self) -> int:
         return self._queue.qsize()

@@ -49,7 +49,7 @@ class MqttSource:
         self._last_frame = time.monotonic()
         self._raw = profile.mqtt.topic("raw", device_id, "+")
         self._status = profile.mqtt.topic("status", device_id)
-        self.engine_topic = self._status + "/engine"
+        self.engine_topic = profile.mqtt.topic("status", self._engine_id(device_id)) + "/engine"
         self._connects = 0
 
         def subscribe(client) -> None:
@@ -60,12 +60,16 @@ class MqttSource:
 
         self.client = connect(
             broker,
-            client_id or f"edge-{device_id}",
+            client_id or f"edge-{self._engine_id(device_id)}",
             clean_start=False,
             session_expiry_s=session_expiry_s,
             status_topic=self.engine_topic,
             on_connected=subscribe,
         )
+
+    @staticmethod
+    def _engine_id(device_id: str) -> str:
+        return device_id
 
     def _on_message(self, client, userdata, msg) -> None:
         if msg.topic == self._status:
@@ -78,17 +82,20 @@ class MqttSource:
         self._last_frame = time.monotonic()
         self._queue.offer(msg.payload)
 
+    def _idle(self) -> bool:
+        if self.idle_exit_s and self.stats["received"]:
+            if time.monotonic() - self._last_frame > self.idle_exit_s:
+                log.info("no frame for %.0f s: ending", self.idle_exit_s)
+                return True
+        return False
+
     def __iter__(self) -> Iterator[bytes]:
         while True:
             data = self._queue.get(timeout=self._quiet_s if self._ended.is_set() else 0.2)
             if data is not None:
                 yield data
-            elif self._ended.is_set():
+            elif self._ended.is_set() or self._idle():
                 return
-            elif self.idle_exit_s and self.stats["received"]:
-                if time.monotonic() - self._last_frame > self.idle_exit_s:
-                    log.info("no frame for %.0f s: ending the night", self.idle_exit_s)
-                    return
 
     def stop(self) -> None:
         self._ended.set()
@@ -97,3 +104,58 @@ class MqttSource:
         self.client.publish(self.engine_topic, b"offline", qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+FLEET_ENGINE_ID = "_fleet"
+
+
+class MqttFleetSource(MqttSource):
+    """Every device on the broker (``sleepedge/v1/+/raw/+``) for one engine: yields batches of
+    ``(device_id, frame bytes)``, with ``(device_id, None)`` when a device says ``finished``.
+
+    A batch is everything queued when the engine asks (at most ``max_batch``), so all the
+    devices whose seconds completed meanwhile are stepped in one model call. The engine's own
+    availability is ``sleepedge/v1/_fleet/status/engine``. It runs until ``stop()`` (Ctrl-C /
+    SIGTERM) or ``idle_exit_s`` without frames from any device.
+    """
+
+    def __init__(
+        self, profile: DeviceProfile, broker: BrokerAddress, max_batch: int = 20_000, **kw
+    ) -> None:
+        template = profile.mqtt.raw.split("/") if profile.mqtt else []
+        self._id_at = template.index("{device_id}") if "{device_id}" in template else -1
+        self._status_parts = profile.mqtt.status.split("/") if profile.mqtt else []
+        self.max_batch = max_batch
+        super().__init__(profile, broker, "+", **kw)
+        self.description = f"MQTT {broker.host}:{broker.port} every device"
+
+    @staticmethod
+    def _engine_id(device_id: str) -> str:
+        return FLEET_ENGINE_ID
+
+    def _on_message(self, client, userdata, msg) -> None:
+        parts = msg.topic.split("/")
+        if len(parts) <= self._id_at:
+            return
+        device_id = parts[self._id_at]
+        if len(parts) == len(self._status_parts):  # a device's status topic
+            if msg.payload == b"finished" and not msg.retain:
+                log.info("device %s finished", device_id)
+                self._queue.offer((device_id, None))
+            return
+        self._last_frame = time.monotonic()
+        self._queue.offer((device_id, msg.payload))
+
+    def batches(self) -> Iterator[list[tuple[str, bytes | None]]]:
+        while not self._ended.is_set():
+            first = self._queue.get(timeout=0.2)
+            if first is None:
+                if self._idle():
+                    return
+                continue
+            batch = [first]
+            batch += self._queue.get_nowait_many(self.max_batch - 1)
+            yield batch
+
+    def __iter__(self):
+        raise TypeError("MqttFleetSource yields batches: iterate over .batches()")

@@ -1,0 +1,186 @@
+"""Many devices in one engine (``edge-run --source mqtt --device-id +``).
+
+One ``Session`` and one ``NightWriter`` per device id heard on the broker, each writing to
+``<out>/<device-id>/`` exactly what a one-device ``edge-run`` writes (epochs, checkpoints,
+reports at the device's end). Step models share one ``StreamBank``: after each batch of frames,
+every device whose seconds completed is stepped in one batched model call (``step_together``),
+so the model's cost per device-second falls as the fleet grows. A device joins on its first
+frame (from its checkpoint with ``--resume``) and leaves when it says ``finished``; a later frame
+from the same id starts a new night in the same folder. A finished night's reports (the
+hypnogram plot takes ~0.3 s) are written on a background thread, so that one device ending
+does not hold back every other device's epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.models.streams import StreamBank
+from edge.run import CHECKPOINT, NightWriter, RunResult
+from edge.session import Session
+from edge.staging import FrameStager, step_together
+
+log = logging.getLogger("sleepedge.fleet")
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class FleetStats:
+    devices_joined: int = 0
+    devices_finished: int = 0
+    rejected_ids: int = 0
+    frames: int = 0
+    batches: int = 0
+    epochs: int = 0
+    model_seconds: float = 0.0
+    finished: dict[str, RunResult] = field(default_factory=dict)  # complete after close()
+
+
+class Fleet:
+    """``make_session(bank, device_id)`` builds one device's session (its stager on ``bank``
+    when the model steps); ``publisher`` (a ``StagePublisher``) is shared by every device."""
+
+    def __init__(
+        self,
+        make_session: Callable[[StreamBank | None, str], Session],
+        bank: StreamBank | None,
+        out: Path,
+        config: dict,
+        checkpoint_every: int = 20,
+        resume: bool = False,
+        publisher=None,
+    ) -> None:
+        self.make_session, self.bank = make_session, bank
+        self.out, self.config = out, config
+        self.checkpoint_every, self.resume, self.publisher = checkpoint_every, resume, publisher
+        self.devices: dict[str, tuple[Session, NightWriter, float]] = {}
+        self.stats = FleetStats()
+        self._touched: set[str] = set()
+        self._reports = ThreadPoolExecutor(1, thread_name_prefix="fleet-reports")
+        self._writing: dict[str, Future] = {}
+
+    def feed(self, device_id: str, data: bytes) -> None:
+        """One frame of ``device_id``; epochs it completes are written after ``step``."""
+        device = self.devices.get(device_id) or self._join(device_id)
+        if device is None:
+            return
+        session, writer, _ = device
+        self.stats.frames += 1
+        records = session.feed(data)  # per-epoch models stage at once
+        if records:
+            writer.write(records)
+            self.stats.epochs += len(records)
+        self._touched.add(device_id)
+
+    def step(self) -> None:
+        """Step every device with seconds queued in one batched call per second; write the
+        epochs this finished."""
+        self.stats.batches += 1
+        touched = [d for d in self._touched if d in self.devices]
+        self._touched.clear()
+        stagers = [self.devices[d][0].stager for d in touched]
+        framed = [s for s in stagers if isinstance(s, FrameStager) and s.deferred]
+        if framed:
+            t0 = time.perf_counter()
+            step_together(framed)
+            self.stats.model_seconds += time.perf_counter() - t0
+        for d in touched:
+            session, writer, _ = self.devices[d]
+            records = session.collect()
+            if records:
+                writer.write(records)
+                self.stats.epochs += len(records)
+
+    def finish(self, device_id: str) -> Future | None:
+        """The device's night is over: stage its tail and free its state now; its reports are
+        written in the background (the returned future gives its ``RunResult``)."""
+        device = self.devices.pop(device_id, None)
+        if device is None:
+            return None
+        session, writer, t0 = device
+        try:
+            writer.checkpoint_every = 0
+            tail = session.finish()
+            writer.write(tail)
+            self.stats.epochs += len(tail)
+        finally:
+            writer.close()
+            session.stager.close()
+        self.stats.devices_finished += 1
+        future = self._reports.submit(self._report, device_id, writer, t0)
+        self._writing[device_id] = future
+        return future
+
+    def _report(self, device_id: str, writer: NightWriter, t0: float) -> RunResult:
+        result = writer.finish(t0, {})
+        self.stats.finished[device_id] = result
+        log.info("device %s: %d epochs", device_id, result.epochs)
+        return result
+
+    def close(self) -> None:
+        """End of the engine's run: every device still open finishes its night; returns once
+        every report is written."""
+        try:
+            for device_id in list(self.devices):
+                self.finish(device_id)
+        finally:
+            self._reports.shutdown(wait=True)
+            for future in self._writing.values():
+                future.result()  # a failed report raises here
+            if self.publisher is not None:
+                self.publisher.close()
+
+    def _join(self, device_id: str):
+        if not SAFE_ID.match(device_id):  # it names a folder: no path tricks
+            self.stats.rejected_ids += 1
+            log.warning("ignoring frames from device id %r: not a safe folder name", device_id)
+            return None
+        earlier = self._writing.pop(device_id, None)
+        if earlier is not None:
+            earlier.result()  # its last night's reports, before a new night takes the folder
+        out = self.out / device_id
+        resume = self.resume and (out / CHECKPOINT).exists()
+        session = self.make_session(self.bank, device_id)
+        publisher = self.publisher.for_device(device_id) if self.publisher else None
+        writer = NightWriter(out, session, self.config, self.checkpoint_every, resume, publisher)
+        self.devices[device_id] = (session, writer, time.perf_counter())
+        self.stats.devices_joined += 1
+        log.info("device %s joined%s", device_id, " (resumed)" if resume else "")
+        return self.devices[device_id]
+
+
+def run_fleet(source, fleet: Fleet, report_every_s: float = 10.0, echo=print) -> FleetStats:
+    """Feed ``source.batches()`` into ``fleet`` until the source ends or Ctrl-C / SIGTERM."""
+    last = time.monotonic()
+    try:
+        try:
+            for batch in source.batches():
+                for device_id, data in batch:
+                    if data is None:
+                        fleet.step()  # what it sent before finishing is staged first
+                        fleet.finish(device_id)
+                    else:
+                        fleet.feed(device_id, data)
+                fleet.step()
+                if report_every_s and time.monotonic() - last > report_every_s:
+                    last = time.monotonic()
+                    s = fleet.stats
+                    echo(
+                        f"edge-run: {len(fleet.devices)} devices live, {s.devices_finished} "
+                        f"finished, {s.epochs:,} epochs, {s.frames:,} frames"
+                    )
+        except KeyboardInterrupt:
+            pass  # the engine is stopped: finish every open night
+    finally:
+        try:
+            fleet.close()
+        finally:
+            source.close()
+    return fleet.stats

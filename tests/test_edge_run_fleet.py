@@ -1,0 +1,192 @@
+"""Many devices in one engine: ``edge-run --source mqtt --device-id +`` and ``edge.fleet``.
+
+Each device's night in a fleet equals the same night staged alone (their seconds batched into
+shared model calls change nothing), a crashed fleet resumes every device from its checkpoint,
+and N devices published by the simulator's gateway through a real mosquitto come out whole.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.cli import _stager_factory, build_parser
+from edge.devices import load_device
+from edge.fleet import Fleet
+from edge.models.streams import StreamBank
+from edge.run import run_night
+from edge.session import Session
+from edge.sources import FrameList
+from firmware_sim.device import VirtualDevice
+from firmware_sim.sources import synth_night
+from tests.test_edge_run_mqtt import tool
+
+ANNE = load_device("anne")
+MANIFEST = Path("edge/models/mamba_anne/mamba_anne.json")
+SECONDS = 300
+
+
+@pytest.fixture(scope="module")
+def night():
+    rec = synth_night("walch/46343", ANNE, 0, SECONDS).recording
+    return [f.data for f in VirtualDevice.from_recording(ANNE, rec).frames()]
+
+
+def factory(push_s: float = 1.0):
+    args = build_parser().parse_args(["--device", "anne"])
+    make, spec, model = _stager_factory(MANIFEST, ANNE, args)
+    return (lambda bank, device_id: Session(ANNE, spec, make(bank, device_id), push_s)), model
+
+
+def alone(frames, out):
+    make, _ = factory()
+    run_night(FrameList(frames, "night"), make(None, 0), out, {}, checkpoint_every=0)
+    return lines(out / "epochs.jsonl")
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def interleave(fleet, frames, ids, start=0, stop=None, rng=None):
+    """Frames of every device in rounds (a little of each), stepping after each round."""
+    rng = rng or np.random.default_rng(0)
+    pos = dict.fromkeys(ids, start)
+    stop = len(frames) if stop is None else stop
+    while any(p < stop for p in pos.values()):
+        for d in ids:
+            n = int(rng.integers(1, 40))
+            for data in frames[pos[d] : min(pos[d] + n, stop)]:
+                fleet.feed(d, data)
+            pos[d] = min(pos[d] + n, stop)
+        fleet.step()
+
+
+def test_fleet_batches_devices_and_equals_each_night_alone(night, tmp_path):
+    reference = alone(night, tmp_path / "alone")
+    make, model = factory()
+    bank = StreamBank(model)
+    fleet = Fleet(make, bank, tmp_path / "fleet", {}, checkpoint_every=0)
+    ids = ["dev-a", "dev-b", "dev-c", "dev-d"]
+    interleave(fleet, night, ids)
+    assert len(bank) == 4
+    fleet.close()
+    assert len(bank) == 0  # finished devices leave the bank
+    for d in ids:
+        got = lines(tmp_path / "fleet" / d / "epochs.jsonl")
+        assert [g["stage"] for g in got] == [r["stage"] for r in reference]
+        for g, r in zip(got, reference, strict=True):  # batched calls: rounding only
+            assert g["probabilities"].keys() == r["probabilities"].keys()
+            assert (
+                max(abs(g["probabilities"][k] - r["probabilities"][k]) for k in r["probabilities"])
+                <= 2e-5
+            )
+        assert (tmp_path / "fleet" / d / "hypnogram.edf").exists()
+    assert bank.stream_steps == 4 * SECONDS
+    assert bank.calls < 2 * SECONDS  # the four devices' seconds shared model calls
+
+
+def test_crashed_fleet_resumes_every_device_from_its_checkpoint(night, tmp_path):
+    reference = alone(night, tmp_path / "alone")
+    ids = ["dev-a", "dev-b"]
+    make, model = factory()
+    crashed = Fleet(make, StreamBank(model), tmp_path / "fleet", {}, checkpoint_every=3)
+    interleave(crashed, night, ids, stop=len(night) * 2 // 3)
+    for d in ids:  # a checkpoint was written; the crash leaves the files as they were
+        assert (tmp_path / "fleet" / d / "checkpoint.npz").exists()
+    del crashed  # kill -9: nothing closed, no reports
+    make, model = factory()
+    fleet = Fleet(make, StreamBank(model), tmp_path / "fleet", {}, 3, resume=True)
+    # the broker redelivers what was not acknowledged; frames already in the checkpoint are
+    # recognised by their sequence numbers and dropped as duplicates
+    interleave(fleet, night, ids)
+    fleet.close()
+    for d in ids:
+        got = lines(tmp_path / "fleet" / d / "epochs.jsonl")
+        assert [g["index"] for g in got] == list(range(SECONDS // 30))  # each epoch once
+        assert [g["stage"] for g in got] == [r["stage"] for r in reference]
+        assert fleet.stats.finished[d].resumed_at > 0
+
+
+def test_unsafe_device_ids_are_refused(tmp_path):
+    make, model = factory()
+    fleet = Fleet(make, StreamBank(model), tmp_path / "fleet", {})
+    fleet.feed("..", b"\x00" * 20)
+    assert fleet.stats.rejected_ids == 1 and not fleet.devices
+    assert not (tmp_path / "fleet").exists() or not any((tmp_path / "fleet").iterdir())
+
+
+def test_gateway_devices_over_mosquitto_into_one_engine(broker, tmp_path):
+    n = 3
+    cmd = [sys.executable, "-m", "edge.cli", "--source", "mqtt", "--device", "anne",
+           "--device-id", "+", "--broker", f"127.0.0.1:{broker.port}", "--out",
+           str(tmp_path / "fleet"), "--plain", "--idle-exit", "4", "--publish"]  # fmt: skip
+    edge = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sub = [tool("mosquitto_sub"), "-p", str(broker.port)]
+    seen = subprocess.run(
+        [*sub, "-C", "1", "-W", "60", "-t", "sleepedge/v1/_fleet/status/engine"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert seen.stdout.strip() == "online", (seen, edge.poll())
+    stages = subprocess.Popen(
+        [*sub, "-q", "1", "-v", "-C", str(n * SECONDS // 30), "-W", "240", "-t",
+         "sleepedge/v1/+/stage"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    sim = subprocess.run(
+        [sys.executable, "-m", "firmware_sim.cli", "--device", "anne", "--transport", "mqtt",
+         "--broker", f"127.0.0.1:{broker.port}", "--device-id", "gw", "--devices", str(n),
+         "--duration", str(SECONDS), "--speed", "30"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stderr
+    assert f"published {n * 5350:,} frames of {n} devices (all acknowledged)" in sim.stdout
+    out, err = edge.communicate(timeout=240)
+    assert edge.returncode == 0, err
+    reference = alone_cli(tmp_path / "alone")
+    for k in range(1, n + 1):
+        d = f"gw-{k:04d}"
+        got = lines(tmp_path / "fleet" / d / "epochs.jsonl")
+        assert [g["stage"] for g in got] == [r["stage"] for r in reference]
+        run = json.loads((tmp_path / "fleet" / d / "run.json").read_text())
+        assert run["counts"]["lost"] == 0 and run["counts"]["gap_samples"] == 0
+        assert f"{d}: {SECONDS // 30} epochs, frames 5,350, lost 0" in out
+    published, _ = stages.communicate(timeout=240)
+    topics = [line.split(" ", 1)[0] for line in published.splitlines()]
+    assert sorted(set(topics)) == [f"sleepedge/v1/gw-{k:04d}/stage" for k in range(1, n + 1)]
+    mean_batch = float(out.split(" calls of ")[1].split(" devices")[0])
+    assert mean_batch > 1.0  # live devices' seconds were stepped together
+
+
+def alone_cli(out):
+    res = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "--source", "sim", "--device", "anne", "--duration",
+         str(SECONDS), "--plain", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return lines(out / "epochs.jsonl")
+
+
+def test_pushing_sooner_stages_epochs_sooner_and_the_same(night):
+    """``--push-every``: live engines run the operators every 0.25 s of samples; replays every
+    1 s. The epochs are the same; each comes out frames sooner (an epoch's last second needs
+    the samples after it, which a 1-s push holds back for up to a second)."""
+    emitted = {}
+    for push in (1.0, 0.25):
+        make, _ = factory(push)
+        session = make(None, 0)
+        at, records = [], []
+        for k, data in enumerate(night):
+            got = session.feed(data)
+            at += [k] * len(got)
+            records += [r.to_json() for r in got]
+        emitted[push] = (at, records)
+    assert emitted[0.25][1] == emitted[1.0][1][: len(emitted[0.25][1])]
+    assert len(emitted[0.25][1]) >= len(emitted[1.0][1]) >= SECONDS // 30 - 1
+    n = len(emitted[1.0][0])
+    sooner = np.array(emitted[1.0][0]) - np.array(emitted[0.25][0][:n])
+    assert (sooner >= 0).all() and np.median(sooner) >= 5  # ANNE sends ~18 frames a second
