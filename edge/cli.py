@@ -188,8 +188,6 @@ def _source(args, profile):
 
 def _push_every(args) -> float:
     if args.push_every is not None:
-        if args.push_every < 0:
-            raise UsageError("--push-every must be >= 0")
         return args.push_every
     return 0.25 if args.source in ("mqtt", "ble") else 1.0
 
@@ -321,8 +319,6 @@ def run_fleet_cli(args, profile, manifest: Path) -> int:
     from edge.session import Session
     from edge.sources.mqtt import MqttFleetSource
 
-    if args.source != "mqtt":
-        raise UsageError("--device-id + (every device) needs --source mqtt")
     make_stager, spec, step_model = _stager_factory(manifest, profile, args)
     bank = StreamBank(step_model) if step_model is not None else None
 
@@ -394,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.duration is not None and args.duration <= 0:
         print("edge-run: --duration must be positive", file=sys.stderr)
+        return 2
+    if args.push_every is not None and args.push_every < 0:
+        print("edge-run: --push-every must be >= 0", file=sys.stderr)
+        return 2
+    if args.device_id == "+" and args.source != "mqtt":
+        print("edge-run: --device-id + (every device) needs --source mqtt", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends a live night like Ctrl-C
     try:

@@ -28,6 +28,9 @@ def test_expected_failures_are_one_line_not_tracebacks(tmp_path):
         (("--device", "anne", "--model", "ulw_sleepnet"), "is for device 'psg', not 'anne'"),
         (("--backend", "numpy"), "has no numpy backend"),
         (("--duration", "-1"), "must be positive"),
+        (("--push-every", "-0.5"), "--push-every must be >= 0"),
+        (("--device-id", "+"), "--device-id + (every device) needs --source mqtt"),
+        (("--device-id", "+", "--source", "mqtt", "--broker", "127.0.0.1:1"), "cannot reach"),
         (("--source", "replay"), "--source replay needs --file"),
         (("--source", "replay", "--file", str(bad)), "bad.edf"),
         (("--source", "replay", "--file", str(tmp_path / "none.edf")), "none.edf"),
@@ -59,6 +62,8 @@ def test_firmware_sim_fails_fast_with_one_line():
         (("--device", "nope"), "unknown device 'nope'"),
         (("--source", "synth:walch/nope", "--broker", "127.0.0.1:1"), "cannot reach MQTT broker"),
         (("--speed", "0"), "speed must be positive"),
+        (("--devices", "0"), "--devices N needs N >= 1"),
+        (("--devices", "3", "--transport", "ble"), "--devices N needs N >= 1"),
     ]:
         out = subprocess.run(
             [sys.executable, "-m", "firmware_sim.cli", *args],
