@@ -16,7 +16,10 @@ bundled model):
   cost per epoch in (a) around those hours (frame decoding included).
 
 For ``--device anne`` (the causal Mamba): (a) and the checkpoint state per stream of (c), on
-a resynthesised Walch night, and (b): N live ANNE devices published by the simulator's gateway
+a resynthesised Walch night; (d) per second, as the issue states it: the streaming cost of a
+second (operators in 1-s chunks + one carried Mamba step) at hours 1, 4 and 8 against a naive
+recompute each second of the batch filter/resample/STFT chain over the growing buffer and the
+torch full-sequence forward (``anne_cost_growth``); and (b): N live ANNE devices published by the simulator's gateway
 through a real mosquitto into one ``edge-run --device-id +`` process on one core, N raised
 along ``--live-devices`` until the p99 delay from an epoch's last sample to its stage message
 exceeds 1 s (``benchmarks/live_fleet.py`` says how it is measured); ``--live-devices 0`` skips
@@ -198,6 +201,93 @@ def run(hours: float, n_sessions: int) -> dict:
 ANNE_NIGHT = "walch/8258170"  # a held-out subject with an 8-h recording
 
 
+def _anne_seconds(recording, spec, upto_s: float | None = None):
+    """Per stream: (samples, times or None) of the recording, cut at ``upto_s``."""
+    out = {}
+    for f in spec.features:
+        name = f.stream.name
+        x, t = recording.signals[name], recording.times.get(name)
+        if upto_s is not None:
+            n = int(np.searchsorted(t, upto_s)) if t is not None else int(upto_s * f.stream.rate_hz)
+            x, t = x[..., :n], (None if t is None else t[:n])
+        out[name] = (x, t)
+    return out
+
+
+def anne_cost_growth(recording, marks: tuple[float, ...], window_s: int = 300) -> dict:
+    """(d) for the ANNE chain: the streaming cost of one second (operators on 1-s chunks + one
+    Mamba step through onnxruntime, state carried) at each hour mark — the median over the
+    ``window_s`` seconds before it, in one pass over the night — against the naive baseline a
+    user would write each second: the batch filter/resample/STFT chain over the whole buffer so
+    far (``reference_frame_features``) and the torch full-sequence forward of the same model,
+    keeping the newest second's logits. The naive cost is the median of 3 recomputes."""
+    import torch
+
+    from edge.cli import MODELS_DIR
+    from edge.devices import load_device
+    from edge.features import FramePipeline, reference_frame_features
+    from edge.models.manifest import Manifest
+    from edge.models.step_runner import load_step_model
+    from training.evaluate_mamba import load_weights
+
+    torch.set_num_threads(1)
+    manifest = Manifest.load(MODELS_DIR / "mamba_anne" / "mamba_anne.json")
+    spec = load_device("anne").input(manifest.data["input_spec"])
+    model = load_step_model(manifest.path, "onnxruntime", "fp32", threads=1)
+    torch_model, _ = load_weights(manifest.file("torch_checkpoint"))
+    streams = _anne_seconds(recording, spec)
+    pipe = FramePipeline(spec)
+    conv, h = model.initial_state(1)
+    seconds = int(max(marks) * 3600)
+    costs = np.empty(seconds)
+    cuts = {}
+    rates = {f.stream.name: f.stream.rate_hz for f in spec.features}
+    edges = np.arange(seconds + 1, dtype=float)
+    for name, (_, t) in streams.items():  # sample index bounds of every second
+        cuts[name] = (
+            np.searchsorted(t, edges) if t is not None else (edges * rates[name]).astype(int)
+        )
+    for s in range(seconds):
+        t0 = time.perf_counter()
+        ready = []
+        for name, (x, t) in streams.items():
+            a, b = cuts[name][s], cuts[name][s + 1]
+            if b > a:
+                out = pipe.push(name, x[..., a:b], None if t is None else t[a:b])
+                if out.shape[-1]:
+                    ready.append(out)
+        for frames in ready:
+            for col in frames.T:
+                _, conv, h = model.step(col[None].astype(np.float32), conv, h)
+        costs[s] = time.perf_counter() - t0
+
+    def naive(upto_s: float) -> float:
+        cut = _anne_seconds(recording, spec, upto_s)
+        t0 = time.perf_counter()
+        feats = reference_frame_features(
+            spec, {n: x for n, (x, _) in cut.items()},
+            {n: t for n, (_, t) in cut.items() if t is not None},
+        )  # fmt: skip
+        x = torch.from_numpy(model.normalise(feats.T))
+        with torch.no_grad():
+            torch_model(x[None])[0, -1]
+        return time.perf_counter() - t0
+
+    growth = {}
+    for m in marks:
+        end = int(m * 3600)
+        stream_us = float(np.median(costs[max(0, end - window_s) : end])) * 1e6
+        naive_us = float(np.median([naive(end) for _ in range(3)])) * 1e6
+        growth[f"hour_{m:g}"] = {
+            "streaming_us_per_second": stream_us,
+            "naive_us_per_second": naive_us,
+            "naive_over_streaming": naive_us / stream_us,
+        }
+    first, last = growth[f"hour_{marks[0]:g}"], growth[f"hour_{marks[-1]:g}"]
+    growth["last_over_first"] = last["streaming_us_per_second"] / first["streaming_us_per_second"]
+    return growth
+
+
 def run_anne(hours: float) -> dict:
     """(a) for ``--device anne``: the causal Mamba (onnxruntime, one thread) stepping every
     second of a resynthesised Walch night through edge-run's own loop, and (c) its checkpoint
@@ -239,6 +329,9 @@ def run_anne(hours: float) -> dict:
         "us_per_epoch": result.seconds / result.epochs * 1e6,
         "model_seconds": s.model_seconds,
         "state_bytes_per_stream": state,
+        "cost_growth": anne_cost_growth(
+            night.recording, tuple(m for m in (1, 4, 8) if m <= hours) or (hours,)
+        ),
     }
 
 
@@ -290,6 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{an['model_seconds'] / an['epochs'] * 1e6:,.0f} us); (c) anne checkpoint state per "
         f"stream {an['state_bytes_per_stream'] / 1024:.1f} KiB"
     )
+    for h, g in an["cost_growth"].items():
+        if h.startswith("hour_"):
+            print(
+                f"(d) anne {h}: operators + Mamba step {g['streaming_us_per_second']:,.0f} us per "
+                f"second, naive recompute {g['naive_us_per_second']:,.0f} us "
+                f"({g['naive_over_streaming']:,.0f}x)"
+            )
+    print(f"(d) anne streaming cost, last mark / first: {an['cost_growth']['last_over_first']:.3f}")
     if "live" in r:
         print(f"(b) largest N of live ANNE devices held (p99 <= 1 s): {r['live']['largest_held']}")
     for h, g in r["cost_growth"].items():

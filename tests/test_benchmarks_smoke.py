@@ -43,6 +43,11 @@ def test_throughput_benchmark_quick_json():
     assert g["naive_over_streaming"] > 0 and g["streaming_us_per_epoch"] > 0
     assert r["anne"]["epochs"] == 60 and r["anne"]["x_real_time"] > 1
     assert r["anne"]["state_bytes_per_stream"] > 1140 * 4  # operators + the recurrent state
+    g = r["anne"]["cost_growth"]  # the half-hour night's one mark
+    assert (
+        g["hour_0.5"]["streaming_us_per_second"] > 0 and g["hour_0.5"]["naive_over_streaming"] > 1
+    )
+    assert g["last_over_first"] == 1.0
     (live,) = r["live"]["levels"]  # two gateway devices through mosquitto into one engine
     assert live["devices"] == 2 and live["epochs_missing"] == 0 and live["epochs_timed"] == 2
     assert 0.4 < live["delay_p50_s"] < 30  # at least the PPG frame's 0.5 s, never lost
