@@ -336,6 +336,12 @@ def step_together(stagers: list[FrameStager]) -> None:
             s.accept(np.zeros((0, len(s.model.classes)), np.float32))
         return
     bank = work[0][0].bank
+    if len(work) == 1:  # one device with queued seconds: no batching to do
+        only, x = work[0]
+        for s in stagers:
+            none = np.zeros((0, len(s.model.classes)), np.float32)
+            s.accept(bank.step_sequence(only.stream_id, x) if s is only else none)
+        return
     out = {s.stream_id: np.empty((len(x), len(s.model.classes)), np.float32) for s, x in work}
     for t in range(max(len(x) for _, x in work)):
         logits = bank.step({s.stream_id: x[t] for s, x in work if len(x) > t})

@@ -118,6 +118,24 @@ def test_many_streams_in_one_call_join_leave_and_move_by_snapshot(held_out):
         np.testing.assert_allclose(np.stack(got[s]), alone[s][:n], atol=1e-5, rtol=0)
 
 
+def test_a_run_of_seconds_of_one_stream_equals_its_steps_and_leaves_the_others(held_out):
+    model = load_step_model(MANIFEST, "onnxruntime")
+    x = held_out.x[:120]
+    feats = {s: np.roll(x, 29 * s, axis=0) for s in range(3)}
+    alone = {s: stepped(model, f) for s, f in feats.items()}
+    bank = StreamBank(model)
+    for s in feats:
+        bank.join(s)
+    first = bank.step({s: feats[s][0] for s in feats})  # all three, one second
+    middle = bank.step_sequence(1, feats[1][1:80])  # then stream 1 alone, 79 seconds at once
+    rest = [bank.step({s: feats[s][t] for s in (0, 2)}) for t in range(1, 40)]
+    np.testing.assert_allclose(np.vstack([first[1], middle]), alone[1][:80], atol=1e-5, rtol=0)
+    for s in (0, 2):  # the others' states were left where they were
+        got = np.stack([first[s]] + [r[s] for r in rest])
+        np.testing.assert_allclose(got, alone[s][:40], atol=1e-5, rtol=0)
+    assert bank.stream_steps == 3 + 79 + 2 * 39
+
+
 def _stager():
     model = load_step_model(MANIFEST, "onnxruntime")
     return FrameStager(model, {k: v.tolist() for k, v in stream_columns().items()}, ("acc",))

@@ -65,6 +65,22 @@ class StreamBank:
         self.conv[row] = snapshot["conv"]
         self.h[row] = snapshot["h"]
 
+    def step_sequence(self, stream: Hashable, inputs: np.ndarray) -> np.ndarray:
+        """Consecutive seconds of one stream (inputs [m, F], oldest first) → logits [m, K],
+        its state carried through them: one batch-1 call per second without the per-call
+        bookkeeping of ``step`` (the common case of one device with a few seconds queued)."""
+        row = self._rows[stream]
+        conv, h = self.conv[row : row + 1], self.h[row : row + 1]
+        x = np.asarray(inputs, np.float32)
+        logits = np.empty((len(x), len(self.model.classes)), np.float32)
+        for t in range(len(x)):
+            y, conv, h = self.model.step(x[t : t + 1], conv, h)
+            logits[t] = y[0]
+        self.conv[row], self.h[row] = conv[0], h[0]
+        self.calls += len(x)
+        self.stream_steps += len(x)
+        return logits
+
     def step(self, features: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
         """One second for each named stream (features [F] each) → its logits [K]."""
         if not features:
