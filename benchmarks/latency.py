@@ -78,12 +78,6 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
 MAMBA = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
 
 
-def _raw_step(runner):
-    """The backend's step under the runtime's normalisation wrapper (inputs here are already
-    normalised features, so the wrapper's per-call arithmetic is timed separately)."""
-    return runner.model
-
-
 def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     """The bundled causal Mamba step through the edge runtime — onnxruntime fp32/int8, LiteRT
     fp32 (one invocation per stream), numpy — and torch eager's ``step`` on the same weights,
@@ -108,7 +102,9 @@ def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
                 key.split("_")[0]
             ]
             precision = "fp32" if key == "numpy_weights" else key.split("_")[1]
-            runner = _raw_step(load_step_model(manifest.path, backend, precision, threads=1))
+            # the backend's step under the normalisation wrapper: the inputs here are already
+            # normalised features
+            runner = load_step_model(manifest.path, backend, precision, threads=1).model
             runners[(backend, precision, data["files"][key]["bytes"])] = runner
     out = []
     for b in batches:

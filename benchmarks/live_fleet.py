@@ -163,15 +163,11 @@ def _wait_peak_rss(pid: int) -> int:
 
 
 def _wait_engine(port: int) -> None:
-    from tests.test_edge_run_mqtt import tool
+    from tests.mosquitto import first_message
 
-    seen = subprocess.run(
-        [tool("mosquitto_sub"), "-p", str(port), "-C", "1", "-W", "60", "-t",
-         "sleepedge/v1/_fleet/status/engine"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if seen.stdout.strip() != "online":
-        raise RuntimeError(f"the fleet engine did not come online: {seen.stderr}")
+    seen = first_message(port, "sleepedge/v1/_fleet/status/engine")
+    if seen != "online":
+        raise RuntimeError(f"the fleet engine did not come online (status {seen!r})")
 
 
 def ladder(

@@ -56,8 +56,6 @@ WORKLOAD = REPO / "benchmarks" / "pi_workload.py"
 SITE = "opt/sleepedge-site"  # inside the root filesystem
 WHEELS = ("numpy", "scipy", "onnxruntime", "ai-edge-litert", "paho-mqtt", "edfio")
 GUEST_PACKAGES = "python3.11,libstdc++6,libgomp1"
-ANNE_NIGHT = "walch/8258170"  # as throughput.py's ANNE night
-PSG_NIGHT = "sleep-edf/SC4762"  # as throughput.py's PSG night
 
 
 @dataclass(frozen=True)
@@ -229,17 +227,17 @@ def write_inputs(path: Path, seconds: float, epochs: int, psg_hours: float = 4.0
     epochs (EEG/EOG/EMG after edge's operators) spread over a resynthesised Sleep-EDF night's
     first ``psg_hours``, so the int8 models see in-range data whose stages vary."""
     import numpy as np
+    from throughput import ANNE_NIGHT, NIGHT, wire_frames
 
     from edge.devices import load_device
     from edge.features import reference_epoch_features
-    from firmware_sim.device import VirtualDevice
     from firmware_sim.sources import synth_night
 
     anne = load_device("anne")
     night = synth_night(ANNE_NIGHT, anne, 0, seconds)
-    frames = [f.data for f in VirtualDevice.from_recording(anne, night.recording).frames()]
+    frames = wire_frames(anne, night.recording)
     psg = load_device("psg")
-    psg_night = synth_night(PSG_NIGHT, psg, 0, psg_hours * 3600)
+    psg_night = synth_night(NIGHT, psg, 0, psg_hours * 3600)
     all_epochs = reference_epoch_features(psg.input("ulw_sleepnet"), psg_night.recording.signals)
     pick = np.linspace(0, len(all_epochs) - 1, epochs).astype(int)
     np.savez(path, blob=np.frombuffer(b"".join(frames), np.uint8),
@@ -247,16 +245,15 @@ def write_inputs(path: Path, seconds: float, epochs: int, psg_hours: float = 4.0
              psg_epochs=np.nan_to_num(all_epochs[pick]).astype(np.float32))  # fmt: skip
 
 
-def _thread_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = "1"
-    return env
+def _env() -> dict[str, str]:
+    """One thread (``machine`` pinned the pools on import) and a fixed hash seed: the guest's
+    instruction counts repeat only with the same dict/set layouts."""
+    return dict(os.environ, PYTHONHASHSEED="0")
 
 
 def run_native(frames: Path, args: list[str]) -> dict:
     cmd = [sys.executable, str(WORKLOAD), "--frames", str(frames), *args]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_thread_env())
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_env())
     return json.loads(out.stdout)
 
 
@@ -265,7 +262,7 @@ def run_emulated(root: Path, so: Path, board: Board, frames: Path, args: list[st
     write_cpuinfo(root, board)
     with tempfile.TemporaryDirectory() as tmp:
         marks_file = Path(tmp) / "marks.txt"
-        env = _thread_env() | {
+        env = _env() | {
             "QEMU_CPU": board.cpu,
             "PYTHONPATH": f"/{SITE}:{REPO}",
             "PYTHONNOUSERSITE": "1",
@@ -309,11 +306,13 @@ def unit_of(name: str) -> str:
     return {"mamba_step": "step", "ulw_epoch": "epoch"}.get(name.split("/")[0], "device-second")
 
 
-def project(native: dict, emulated: dict[str, dict]) -> list[dict]:
+def project(
+    native: dict, emulated: dict[str, dict], boards: tuple[Board, ...] = BOARDS
+) -> list[dict]:
     """One row per workload × board: instructions per unit and the projected time range."""
     rows = []
     for name, ref in native.items():
-        for board in BOARDS:
+        for board in boards:
             r = emulated[board.cpu][name]
             diff, equal = compare(name, ref["output"], r["output"])
             insns = r["instructions_per_unit"]
@@ -371,8 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boards", default="Pi 4,Pi 5", help="comma-separated: Pi 4, Pi 5")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    global BOARDS
-    BOARDS = tuple(b for b in BOARDS if b.name in {s.strip() for s in args.boards.split(",")})
+    names = [s.strip() for s in args.boards.split(",") if s.strip()]
+    unknown = sorted(set(names) - {b.name for b in BOARDS})
+    if unknown or not names:
+        ap.error(f"--boards: unknown {unknown}; choose from {[b.name for b in BOARDS]}")
+    boards = tuple(b for b in BOARDS if b.name in names)
     try:
         qemu = host_tools()
         args.cache.mkdir(parents=True, exist_ok=True)
@@ -387,11 +389,11 @@ def main(argv: list[str] | None = None) -> int:
             work_args += ["--only", args.only]
         log("native run")
         native = run_native(frames, work_args)
-        emulated = {b.cpu: run_emulated(root, so, b, frames, work_args) for b in BOARDS}
+        emulated = {b.cpu: run_emulated(root, so, b, frames, work_args) for b in boards}
     except (PiError, subprocess.CalledProcessError, OSError) as e:  # setup or a run failed
         print(f"pi.py: {e}", file=sys.stderr)
         return 1
-    rows = project(native, emulated)
+    rows = project(native, emulated, boards)
     info = machine_info() | {
         "qemu": qemu,
         "guest": f"Debian {args.release or release()} arm64",
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "host_arch": platform.machine(),
     }
     if args.json:
-        json.dump({"machine": info, "rows": rows, "boards": [b.__dict__ for b in BOARDS]},
+        json.dump({"machine": info, "rows": rows, "boards": [b.__dict__ for b in boards]},
                   sys.stdout, indent=1)  # fmt: skip
         print()
     else:

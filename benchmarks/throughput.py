@@ -19,8 +19,9 @@ For ``--device anne`` (the causal Mamba): (a) and the checkpoint state per strea
 a resynthesised Walch night; (d) per second, as the issue states it: the streaming cost of a
 second (operators in 1-s chunks + one carried Mamba step) at hours 1, 4 and 8 against a naive
 recompute each second of the batch filter/resample/STFT chain over the growing buffer and the
-torch full-sequence forward (``anne_cost_growth``); and (b): N live ANNE devices published by the simulator's gateway
-through a real mosquitto into one ``edge-run --device-id +`` process on one core, N raised
+torch full-sequence forward (``anne_cost_growth``); and (b): N live ANNE devices published by
+the simulator's gateway through a real mosquitto into one ``edge-run --device-id +`` process on
+one core, N raised
 along ``--live-devices`` until the p99 delay from an epoch's last sample to its stage message
 exceeds 1 s (``benchmarks/live_fleet.py`` says how it is measured); ``--live-devices 0`` skips
 it. ``--quick``: a one-hour PSG night, 5 sessions, half an hour of ANNE, 2 live devices for a
@@ -44,15 +45,20 @@ from machine import machine_info  # noqa: E402  (pins threads before numpy loads
 NIGHT = "sleep-edf/SC4762"
 
 
+def wire_frames(profile, recording) -> list[bytes]:
+    """The bytes of every frame the simulated device sends for ``recording``, in order."""
+    from firmware_sim.device import VirtualDevice
+
+    return [f.data for f in VirtualDevice.from_recording(profile, recording).frames()]
+
+
 def build(hours: float):
     from edge.devices import load_device
-    from firmware_sim.device import VirtualDevice
     from firmware_sim.sources import synth_night
 
     profile = load_device("psg")
     night = synth_night(NIGHT, profile, 0, hours * 3600)
-    frames = [f.data for f in VirtualDevice.from_recording(profile, night.recording).frames()]
-    return profile, night.recording, frames
+    return profile, night.recording, wire_frames(profile, night.recording)
 
 
 def new_session(profile, model):
@@ -299,12 +305,11 @@ def run_anne(hours: float) -> dict:
     from edge.run import run_night
     from edge.session import Session
     from edge.sources import FrameList
-    from firmware_sim.device import VirtualDevice
     from firmware_sim.sources import synth_night
 
     profile = load_device("anne")
     night = synth_night(ANNE_NIGHT, profile, 0, hours * 3600)
-    frames = [f.data for f in VirtualDevice.from_recording(profile, night.recording).frames()]
+    frames = wire_frames(profile, night.recording)
     args = SimpleNamespace(backend="onnxruntime", precision="fp32", threads=1)
     manifest = MODELS_DIR / "mamba_anne" / "mamba_anne.json"
 

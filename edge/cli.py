@@ -284,11 +284,7 @@ def _stager_factory(manifest: Path, profile, args):
         from edge.models.step_runner import load_step_model
 
         model = load_step_model(manifest, args.backend, args.precision, args.threads)
-        columns: dict[str, list[int]] = {}
-        start = 0
-        for f in spec.features:
-            columns.setdefault(f.stream.name, []).extend(range(start, start + f.width))
-            start += f.width
+        columns = spec.stream_columns()
         steps = int(round(30.0 * spec.frame_hz))
         required = tuple(data.get("required_streams", ()))
 

@@ -73,11 +73,12 @@ class Fleet:
             return
         session, writer, _ = device
         self.stats.frames += 1
-        records = session.feed(data)  # per-epoch models stage at once
-        if records:
-            writer.write(records)
-            self.stats.epochs += len(records)
+        self._write(writer, session.feed(data))  # per-epoch models stage at once
         self._touched.add(device_id)
+
+    def _write(self, writer: NightWriter, records: list, tail: bool = False) -> None:
+        (writer.write_tail if tail else writer.write)(records)
+        self.stats.epochs += len(records)
 
     def step(self) -> None:
         """Step every device with seconds queued in one batched call per second; write the
@@ -93,10 +94,7 @@ class Fleet:
             self.stats.model_seconds += time.perf_counter() - t0
         for d in touched:
             session, writer, _ = self.devices[d]
-            records = session.collect()
-            if records:
-                writer.write(records)
-                self.stats.epochs += len(records)
+            self._write(writer, session.collect())
 
     def finish(self, device_id: str) -> Future | None:
         """The device's night is over: stage its tail and free its state now; its reports are
@@ -106,10 +104,7 @@ class Fleet:
             return None
         session, writer, t0 = device
         try:
-            writer.checkpoint_every = 0
-            tail = session.finish()
-            writer.write(tail)
-            self.stats.epochs += len(tail)
+            self._write(writer, session.finish(), tail=True)
         finally:
             writer.close()
             session.stager.close()

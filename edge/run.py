@@ -87,6 +87,11 @@ class NightWriter:
             checkpoint.save(self.ck_path, self.session.snapshot(), meta)
             self._next_ck = self.log.count + self.checkpoint_every
 
+    def write_tail(self, records: list) -> None:
+        """The night's last records: no checkpoint (its files are complete next)."""
+        self.checkpoint_every = 0
+        self.write(records)
+
     def close(self) -> None:
         self.log.close()
         if self.publisher is not None:
@@ -137,8 +142,11 @@ def run_night(
         source.seek(writer.source_position)
     t0 = time.perf_counter()
 
-    def emit(records) -> None:
-        writer.write(records, getattr(source, "position", None))
+    def emit(records, tail: bool = False) -> None:
+        if tail:
+            writer.write_tail(records)
+        else:
+            writer.write(records, getattr(source, "position", None))
         if view is not None:
             view.update(records, session.counts(), session.model_seconds)
 
@@ -152,9 +160,7 @@ def run_night(
             if not live:
                 raise  # a replay stopped by hand resumes later from its checkpoint
             # a live night ends when the user stops it: finish and write the reports
-        tail = session.finish(getattr(source, "stats", {}).get("duration_s"))
-        writer.checkpoint_every = 0  # the night is ending: its files are complete next
-        emit(tail)
+        emit(session.finish(getattr(source, "stats", {}).get("duration_s")), tail=True)
     finally:
         writer.close()
         if view is not None:

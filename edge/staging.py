@@ -331,21 +331,15 @@ def step_together(stagers: list[FrameStager]) -> None:
     queue goes through one batched model call with second t of the others."""
     work = [(s, s.pending_inputs()) for s in stagers]
     work = [(s, x) for s, x in work if len(x)]
-    if not work:
-        for s in stagers:
-            s.accept(np.zeros((0, len(s.model.classes)), np.float32))
-        return
-    bank = work[0][0].bank
-    if len(work) == 1:  # one device with queued seconds: no batching to do
+    out: dict[Hashable, np.ndarray] = {}
+    if len(work) == 1:  # one device with queued seconds: nothing to batch with
         only, x = work[0]
-        for s in stagers:
-            none = np.zeros((0, len(s.model.classes)), np.float32)
-            s.accept(bank.step_sequence(only.stream_id, x) if s is only else none)
-        return
-    out = {s.stream_id: np.empty((len(x), len(s.model.classes)), np.float32) for s, x in work}
-    for t in range(max(len(x) for _, x in work)):
-        logits = bank.step({s.stream_id: x[t] for s, x in work if len(x) > t})
-        for sid, row in logits.items():
-            out[sid][t] = row
+        out[only.stream_id] = only.bank.step_sequence(only.stream_id, x)
+    elif work:
+        bank = work[0][0].bank
+        out = {s.stream_id: np.empty((len(x), len(s.model.classes)), np.float32) for s, x in work}
+        for t in range(max(len(x) for _, x in work)):
+            for sid, row in bank.step({s.stream_id: x[t] for s, x in work if len(x) > t}).items():
+                out[sid][t] = row
     for s in stagers:
         s.accept(out.get(s.stream_id, np.zeros((0, len(s.model.classes)), np.float32)))

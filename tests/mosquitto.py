@@ -10,6 +10,21 @@ import time
 from pathlib import Path
 
 
+def tool(name: str) -> str:
+    """A mosquitto command-line client (Debian puts them in /usr/bin)."""
+    return shutil.which(name) or f"/usr/bin/{name}"
+
+
+def first_message(port: int, topic: str, timeout_s: int = 60) -> str:
+    """The first payload on ``topic`` (a retained one at once), read with mosquitto_sub; ''
+    if none came within ``timeout_s``."""
+    seen = subprocess.run(
+        [tool("mosquitto_sub"), "-p", str(port), "-C", "1", "-W", str(timeout_s), "-t", topic],
+        capture_output=True, text=True, timeout=timeout_s + 30, check=False,
+    )  # fmt: skip
+    return seen.stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

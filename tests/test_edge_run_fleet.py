@@ -22,7 +22,7 @@ from edge.session import Session
 from edge.sources import FrameList
 from firmware_sim.device import VirtualDevice
 from firmware_sim.sources import synth_night
-from tests.test_edge_run_mqtt import tool
+from tests.mosquitto import first_message, tool
 
 ANNE = load_device("anne")
 MANIFEST = Path("edge/models/mamba_anne/mamba_anne.json")
@@ -125,12 +125,9 @@ def test_gateway_devices_over_mosquitto_into_one_engine(broker, tmp_path):
            "--device-id", "+", "--broker", f"127.0.0.1:{broker.port}", "--out",
            str(tmp_path / "fleet"), "--plain", "--idle-exit", "4", "--publish"]  # fmt: skip
     edge = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = first_message(broker.port, "sleepedge/v1/_fleet/status/engine")
+    assert seen == "online", (seen, edge.poll())
     sub = [tool("mosquitto_sub"), "-p", str(broker.port)]
-    seen = subprocess.run(
-        [*sub, "-C", "1", "-W", "60", "-t", "sleepedge/v1/_fleet/status/engine"],
-        capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
-    assert seen.stdout.strip() == "online", (seen, edge.poll())
     stages = subprocess.Popen(
         [*sub, "-q", "1", "-v", "-C", str(n * SECONDS // 30), "-W", "240", "-t",
          "sleepedge/v1/+/stage"],

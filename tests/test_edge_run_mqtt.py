@@ -2,7 +2,6 @@
 and the command-line clients interoperate (mosquitto_sub reads epochs, mosquitto_pub frames)."""
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -10,12 +9,9 @@ import time
 from edge.devices import load_device
 from firmware_sim.device import VirtualDevice
 from firmware_sim.sources import synth_night
+from tests.mosquitto import first_message, tool
 
 PSG = load_device("psg")
-
-
-def tool(name):
-    return shutil.which(name) or f"/usr/bin/{name}"
 
 
 def start_edge_run(broker, device_id, out, *extra, device="psg"):
@@ -24,24 +20,8 @@ def start_edge_run(broker, device_id, out, *extra, device="psg"):
            *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # the engine's retained "online" is published after it subscribed to the raw topics
-    seen = subprocess.run(
-        [
-            tool("mosquitto_sub"),
-            "-p",
-            str(broker.port),
-            "-C",
-            "1",
-            "-W",
-            "60",
-            "-t",
-            f"sleepedge/v1/{device_id}/status/engine",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert seen.stdout.strip() == "online", (seen, proc.poll())
+    seen = first_message(broker.port, f"sleepedge/v1/{device_id}/status/engine")
+    assert seen == "online", (seen, proc.poll())
     return proc
 
 

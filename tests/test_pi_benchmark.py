@@ -70,3 +70,10 @@ def test_versions_comparison_and_projection():
     assert pi4["core_share_pct"] == pytest.approx([0.2, 0.4])
     assert pi4["x86_scaled_us"] == pytest.approx([2000, 5000]) and pi4["equal"]
     assert rows["Pi 5"]["projected_us"] == pytest.approx([3e6 / 3.84e3, 3e6 / 1.92e3])
+
+
+def test_unknown_board_is_refused_before_anything_is_built(capsys):
+    with pytest.raises(SystemExit) as e:
+        pi.main(["--boards", "Pi 9", "--cache", "/nonexistent/never-made"])
+    assert e.value.code == 2 and "Pi 9" in capsys.readouterr().err
+    assert not Path("/nonexistent/never-made").exists()

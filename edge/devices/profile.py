@@ -102,6 +102,15 @@ class FrameInputSpec:
     def width(self) -> int:
         return sum(f.width for f in self.features)
 
+    def stream_columns(self) -> dict[str, list[int]]:
+        """The frame's columns of each stream, in descriptor order."""
+        out: dict[str, list[int]] = {}
+        start = 0
+        for f in self.features:
+            out.setdefault(f.stream.name, []).extend(range(start, start + f.width))
+            start += f.width
+        return out
+
 
 @dataclass(frozen=True)
 class EpochChannel:

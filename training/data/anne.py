@@ -51,12 +51,7 @@ SENSOR_SETS = {
 
 def stream_columns(spec=SPEC) -> dict[str, np.ndarray]:
     """Feature columns of each stream in the 140-wide frame."""
-    out: dict[str, list[int]] = {}
-    start = 0
-    for f in spec.features:
-        out.setdefault(f.stream.name, []).extend(range(start, start + f.width))
-        start += f.width
-    return {k: np.asarray(v) for k, v in out.items()}
+    return {k: np.asarray(v) for k, v in spec.stream_columns().items()}
 
 
 def keep_mask(sensors: tuple[str, ...], spec=SPEC) -> np.ndarray:
