@@ -1,6 +1,8 @@
 """Export the causal Mamba step: ``python -m export.mamba --checkpoint runs/mamba5/best.pt``.
 
-The step is one graph with explicit state inputs and outputs: ``features`` [B, 140] (already
+The step is one graph with explicit state inputs and outputs (``export.mamba_graph.LeanStep``:
+``MambaStager.step`` with its normalisation weights folded and a softplus every runtime's fast
+path runs): ``features`` [B, 140] (already
 normalised: the runtime applies the manifest's fixed statistics), ``conv`` [B, layers, d_inner,
 d_conv-1], ``h`` [B, layers, d_inner, d_state] → ``logits`` [B, classes], ``conv_out``,
 ``h_out``. The runtime feeds the outputs back as the next call's inputs, so a night is stepped
@@ -29,19 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.mamba_graph import LeanStep
 from training.models.mamba import MambaStager
 
 NAME = "mamba_anne"
-INT8_LAYERS = ("model.pre.3.", "model.pre.5.")  # see quantize_linear_int8
-
-
-class _Step(torch.nn.Module):
-    def __init__(self, model: MambaStager) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, features, conv, h):
-        return self.model.step(features, conv, h)
+INT8_LAYERS = ("pre.3.", "pre.5.")  # see quantize_linear_int8
 
 
 def export_step_onnx(model: MambaStager, path: Path) -> Path:
@@ -51,7 +45,7 @@ def export_step_onnx(model: MambaStager, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            _Step(model),
+            LeanStep(model).eval(),
             (torch.zeros(2, model.pre[1].in_features), conv, h),
             input_names=["features", "conv", "h"],
             output_names=["logits", "conv_out", "h_out"],
@@ -78,7 +72,7 @@ def export_step_tflite(model: MambaStager, path: Path, batch: int = 1) -> Path:
     conv, h = model.initial_state(batch)
     with _quiet():
         litert_torch.convert(
-            _Step(model).eval(), (torch.zeros(batch, model.pre[1].in_features), conv, h)
+            LeanStep(model).eval(), (torch.zeros(batch, model.pre[1].in_features), conv, h)
         ).export(str(path))
     return path
 

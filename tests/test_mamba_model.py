@@ -81,6 +81,31 @@ def test_bidirectional_variant_sees_the_future_and_has_no_step():
         m.step(x[:, 0], *m.initial_state(1))
 
 
+def test_lean_export_graph_equals_the_step_and_refuses_unbounded_dt(model):
+    """export.mamba_graph.LeanStep (folded norms, one dt/B/C layer, softplus without a select)
+    computes MambaStager.step, for inputs far outside the training range and any state; it
+    refuses weights whose dt pre-activation could overflow its softplus."""
+    import copy
+
+    from export.mamba_graph import EXP_SAFE, LeanStep, softplus_bound
+
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy((rng.standard_normal((64, 140)) * 50).astype(np.float32))
+    conv = torch.from_numpy(rng.standard_normal((64, 3, 20, 3)).astype(np.float32))
+    h = torch.from_numpy(rng.standard_normal((64, 3, 20, 16)).astype(np.float32))
+    with torch.no_grad():
+        want, got = model.step(x, conv, h), LeanStep(model)(x, conv, h)
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5, rtol=1e-5)
+    assert 0 < softplus_bound(model) < EXP_SAFE
+    wild = copy.deepcopy(model)
+    with torch.no_grad():
+        wild.layers[1].dt_proj.weight.mul_(1e4)
+    assert softplus_bound(wild) >= EXP_SAFE
+    with pytest.raises(ValueError, match="softplus needs a clamp"):
+        LeanStep(wild)
+
+
 def test_exported_onnx_step_equals_torch_over_10000_carried_steps(model, tmp_path):
     from edge.models.step_runner import OnnxStepModel
     from export.mamba import export_step_onnx

@@ -74,6 +74,20 @@ def test_manifest_states_what_the_runtime_needs():
     assert set(m["training"]["train_subjects"]).isdisjoint(load_split("walch")["subjects"]["test"])
 
 
+def test_shipped_tflite_steps_run_whole_inside_xnnpack():
+    """One XNNPACK partition: torch's softplus (GREATER/SELECT, which XNNPACK does not run)
+    split the graph into four and cost ~2 µs per one-stream step (measured)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    for key in ("tflite_fp32", "tflite_fp32_block"):
+        path = BUNDLE / json.loads(MANIFEST.read_text())["files"][key]["path"]
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
+        ops = [op["op_name"] for op in interpreter._get_ops_details()]
+        assert ops.count("DELEGATE") == 1, (key, ops.count("DELEGATE"))
+        assert not {"GREATER", "SELECT", "SELECT_V2"} & set(ops), key
+
+
 def test_a_modified_model_file_is_refused(tmp_path):
     import shutil
 

