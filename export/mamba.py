@@ -231,6 +231,7 @@ def export_mamba(
     out: Path,
     evaluation: Path | None = None,
     tflite: bool = True,
+    wake_sleep_evaluation: Path | None = None,
     calibration_nights: int = 4,
     parity_steps: int = 10_000,
     cache: Path = Path("runs/anne_cache"),
@@ -246,6 +247,9 @@ def export_mamba(
     if cfg["bidirectional"]:
         raise SystemExit("export: the bidirectional variant has no causal step to export")
     calib_nights = load_nights(ck["train_nights"][:calibration_nights], cache, 0, None, None)
+    calib_nights += load_nights(  # a day's evening and morning too, if it trained on them
+        ck.get("wake_sleep_train", [])[:1], cache, 0, None, None, mmash=True
+    )
     val_night = load_nights(ck["val_nights"][:1], cache, 0, None, None)[0]
     xs = [stats.apply(n.x) for n in calib_nights]
 
@@ -325,7 +329,13 @@ def export_mamba(
             "data": cfg["data"],
             "train_subjects": ck["train_nights"],
             "val_subjects": ck["val_nights"],
-            "recipe": {k: cfg[k] for k in ("crop_s", "batch", "lr", "modality_dropout", "seed")},
+            "wake_sleep_data": cfg.get("wake_sleep_data"),
+            "wake_sleep_train_users": ck.get("wake_sleep_train", []),
+            "wake_sleep_val_users": ck.get("wake_sleep_val", []),
+            "recipe": {
+                k: cfg.get(k)
+                for k in ("crop_s", "batch", "lr", "modality_dropout", "seed", "mmash_weight")
+            },
             "epoch": ck["epoch"],
             "val_balanced_accuracy": ck["val_balanced_accuracy"],
         },
@@ -339,6 +349,8 @@ def export_mamba(
     manifest["evaluation_weights"] = evaluation_weights
     if evaluation and evaluation.exists():
         manifest["metrics"] = json.loads(evaluation.read_text())
+    if wake_sleep_evaluation and wake_sleep_evaluation.exists():
+        manifest["metrics_wake_sleep_mmash"] = json.loads(wake_sleep_evaluation.read_text())
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
 
@@ -353,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("edge/models/mamba_anne"))
     ap.add_argument("--evaluation", type=Path, help="JSON from python -m training.evaluate")
+    ap.add_argument(
+        "--wake-sleep-evaluation",
+        type=Path,
+        help="JSON from python -m training.evaluate --model mamba --dataset mmash",
+    )
     ap.add_argument("--cache", type=Path, default=Path("runs/anne_cache"), help="feature cache")
     ap.add_argument(
         "--also",
@@ -370,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         tflite=not args.no_tflite,
         cache=args.cache,
         also=tuple(args.also),
+        wake_sleep_evaluation=args.wake_sleep_evaluation,
     )
     print(f"export: {args.out / m['files']['onnx_fp32']['path']} parity {m['parity']}")
     return 0

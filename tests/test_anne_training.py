@@ -23,6 +23,7 @@ from training.data.anne import (
 from training.models.mamba import fast_scan, sequential_scan
 from training.splits import load as load_split
 from training.train import main as train_main
+from training.train_mamba import StagingLoss
 
 ANNE = load_device("anne")
 KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "n_epochs", "confusion"}
@@ -124,3 +125,47 @@ def test_walch_evaluation_json_on_a_folder_in_the_shared_layout(tmp_path):
         assert res["n_epochs"] == res["ceiling"]["n_epochs"] > 100  # the same epochs
         assert {"full", "chest", "acc"} == set(res["ablations"])
         assert KEYS <= set(res["bidirectional"])
+
+
+def test_wake_sleep_loss_scores_only_p_wake_on_mmash_crops():
+    """Staged crops: class-weighted cross-entropy; wake/sleep crops: balanced binary
+    cross-entropy of P(W) against 1 − P(W), blind to how the sleep mass is spread."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 50, 5)
+    y = torch.stack([torch.randint(0, 5, (50,)), torch.randint(0, 2, (50,))])
+    y[1, :5] = -1
+    wake_sleep = torch.tensor([False, True])
+    class_w, ws_w = torch.rand(5) + 0.5, torch.tensor([3.0, 0.6])
+    loss = StagingLoss(class_w, ws_w, weight=0.7)
+    got = loss(logits, y, wake_sleep)
+    p = torch.softmax(logits.double(), -1)
+    ce = -(class_w[y[0]] * torch.log(p[0, torch.arange(50), y[0]])).sum() / class_w[y[0]].sum()
+    keep = y[1] >= 0
+    p_wake = p[1, keep, 0]
+    nll = torch.where(y[1, keep] == 0, -torch.log(p_wake), -torch.log(1 - p_wake))
+    w = ws_w[y[1, keep]]
+    assert torch.allclose(got.double(), ce + 0.7 * (w * nll).sum() / w.sum(), atol=1e-5)
+    shuffled = logits.clone()
+    shuffled[1, :, 1:] = shuffled[1, :, 1:].flip(-1)  # sleep mass spread otherwise
+    assert torch.allclose(loss(shuffled, y, wake_sleep), got, atol=1e-6)
+    assert torch.allclose(
+        StagingLoss(class_w, ws_w, weight=0.0)(logits, y, wake_sleep).double(), ce, atol=1e-5
+    )
+
+
+def test_mmash_wake_sleep_evaluation_json(tmp_path):
+    split = load_split("mmash")
+    test_user, train_user = split["subjects"]["test"][0], split["subjects"]["train"][0]
+    for user in (test_user, train_user):
+        shutil.copytree(data_root() / "mmash" / user, tmp_path / "mmash" / user)
+    r = run_json(
+        "training.evaluate", "--model", "mamba", "--dataset", "mmash",
+        "--data", str(tmp_path / "mmash"), "--max-epochs", "600", "--json",
+    )  # fmt: skip
+    assert set(r) == {"3", "4", "5"}
+    for res in r.values():
+        assert KEYS <= set(res) and KEYS <= set(res["ceiling"])
+        assert res["subjects"] == [test_user]  # the training user is skipped
+        assert res["n_epochs"] == res["ceiling"]["n_epochs"] == 600  # the same epochs
+        truth = np.array(res["confusion"]).sum(axis=1)
+        assert truth[0] == 480 and truth[1] == 120  # 4 h awake before bed, then asleep

@@ -1,6 +1,8 @@
 """Evaluation: ``python -m training.evaluate --model ulw --dataset sleep-edf|dreams --data DIR``
 and ``--model mamba --dataset walch`` (``training/evaluate_mamba.py``: 3/4/5 classes, ablations,
-causal vs bidirectional, ceiling; ``--json`` prints one object keyed "3", "4", "5").
+causal vs bidirectional, ceiling; ``--json`` prints one object keyed "3", "4", "5"), and
+``--model mamba --dataset mmash`` (``training/evaluate_wake_sleep.py``: wake/sleep on held-out
+MMASH users against their actigraphy sleep periods, beside a ceiling; same keys).
 
 DIR has the layout of the matching folder of ../shared/data, so any night in that layout can be
 scored. Sleep-EDF: every night in DIR that is not a training or validation night of the
@@ -149,12 +151,19 @@ def evaluate_dreams(model, data: Path) -> dict:
     return result
 
 
+def metrics_line(label: str, m: dict, width: int) -> str:
+    return (
+        f"{label:{width}s} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}"
+        f"  macro-F1 {m['macro_f1']:.3f}  kappa {m['kappa']:.3f}  MCC {m['mcc']:.3f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training.evaluate", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--model", choices=["ulw", "mamba"], required=True)
-    ap.add_argument("--dataset", choices=["sleep-edf", "dreams", "walch"], required=True)
+    ap.add_argument("--dataset", choices=["sleep-edf", "dreams", "walch", "mmash"], required=True)
     ap.add_argument("--data", type=Path, default=data_root())
     ap.add_argument("--checkpoint", type=Path, default=Path("runs/ulw/best.pt"))
     ap.add_argument(
@@ -177,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    if (args.model == "mamba") != (args.dataset == "walch"):
-        ap.error("--model mamba goes with --dataset walch; ulw with sleep-edf or dreams")
+    if (args.model == "mamba") != (args.dataset in ("walch", "mmash")):
+        ap.error("--model mamba goes with --dataset walch or mmash; ulw with sleep-edf or dreams")
+    if args.dataset == "mmash" and args.manifest is not None:
+        ap.error("--manifest scores exported files on walch only")
     if args.model == "mamba":
         return _mamba(args)
     args.variants = args.variants or "onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8"
@@ -201,11 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     for label, r in (("model", result), ("ceiling", result["ceiling"])):
-        print(
-            f"{label:8s} accuracy {r['accuracy']:.3f}  balanced {r['balanced_accuracy']:.3f}  "
-            f"macro-F1 {r['macro_f1']:.3f}  kappa {r['kappa']:.3f}  MCC {r['mcc']:.3f}  "
-            f"({r['n_epochs']} epochs)"
-        )
+        print(f"{metrics_line(label, r, 8)}  ({r['n_epochs']} epochs)")
     for name, r in result.get("variants", {}).items():
         print(
             f"{name:20s} accuracy {r['accuracy']:.3f}  kappa {r['kappa']:.3f}  "
@@ -221,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 def _mamba(args) -> int:
     from training.evaluate_mamba import WEIGHTS, StepVariants, evaluate_walch
 
+    if args.dataset == "mmash":
+        return _wake_sleep(args)
     variants = None
     if args.manifest is not None:
         names = args.variants or "onnxruntime:fp32,onnxruntime:int8,litert:fp32,numpy:fp32"
@@ -240,8 +249,7 @@ def _mamba(args) -> int:
         rows += [(f"  {n}", v) for n, v in r.get("variants", {}).items()]
         for label, m in rows:
             print(
-                f"{label:22s} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}"
-                f"  macro-F1 {m['macro_f1']:.3f}  kappa {m['kappa']:.3f}  MCC {m['mcc']:.3f}"
+                metrics_line(label, m, 22)
                 + (
                     f"  agreement {m['agreement_with_first']:.3f}"
                     if "agreement_with_first" in m
@@ -249,6 +257,25 @@ def _mamba(args) -> int:
                 )
             )
         print("confusion (rows truth):")
+        for row in r["confusion"]:
+            print("  " + " ".join(f"{v:6d}" for v in row))
+    print(f"data: {next(iter(result.values()))['data']}")
+    return 0
+
+
+def _wake_sleep(args) -> int:
+    from training.evaluate_mamba import WEIGHTS
+    from training.evaluate_wake_sleep import evaluate_mmash
+
+    result = evaluate_mmash(args.data, args.weights or WEIGHTS, args.max_nights, args.max_epochs)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for k, r in result.items():
+        print(f"== wake/sleep, {k}-class model ({r['n_epochs']} epochs, {' '.join(r['subjects'])})")
+        for label, m in (("causal", r), ("ceiling", r["ceiling"])):
+            print(metrics_line(label, m, 8))
+        print("confusion (rows truth awake, asleep):")
         for row in r["confusion"]:
             print("  " + " ".join(f"{v:6d}" for v in row))
     print(f"data: {next(iter(result.values()))['data']}")

@@ -38,6 +38,7 @@ from training.data.anne import (
 from training.metrics import stage_metrics
 from training.models.mamba import MambaStager
 from training.splits import load as load_split
+from training.splits import seen
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
 
@@ -45,31 +46,32 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
 def walch_root(data: Path) -> Path:
     """The data root holding ``sleep_accel_walch/features`` for DIR given either way."""
     if (data / "features").is_dir():
-        return data.parent if data.name == "sleep_accel_walch" else _linked(data)
+        return (
+            data.parent
+            if data.name == "sleep_accel_walch"
+            else linked_root(data, "sleep_accel_walch")
+        )
     if (data / "sleep_accel_walch" / "features").is_dir():
         return data
     raise SystemExit(f"evaluate: no Walch features/ under {data}")
 
 
-def _linked(data: Path) -> Path:
-    """A DIR named otherwise: present it as <tmp>/sleep_accel_walch → DIR."""
+def linked_root(data: Path, folder: str) -> Path:
+    """A DIR named otherwise: present it as <tmp>/<folder> → DIR (the shared data layout)."""
     import tempfile
 
-    root = Path(tempfile.mkdtemp(prefix="walch-"))
-    (root / "sleep_accel_walch").symlink_to(data.resolve(), target_is_directory=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{folder}-"))
+    (root / folder).symlink_to(data.resolve(), target_is_directory=True)
     return root
 
 
 CONTEXT_EPOCHS = (2, 10, 30, 90, 180, None)  # 1, 5, 15, 45, 90 min and the whole past
 
 
-def ceiling_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per-epoch real features (see module docstring) and five-stage labels: heart rate,
-    activity count and time since the start, and for both series their causal mean and
-    standard deviation over the last 1, 5, 15, 45, 90 minutes and the whole night so far, and
-    their excess over the night's running minimum."""
-    with np.load(path) as z:
-        hr, count, t, y = (z[k].astype(np.float64) for k in ("hr", "count", "time", "y"))
+def context_features(hr: np.ndarray, count: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """[N, F] per epoch: heart rate, activity count and time since the start, and for both
+    series their causal mean and standard deviation over the last 1, 5, 15, 45, 90 minutes and
+    the whole night so far, and their excess over the night's running minimum."""
     cols = [hr, count, t]
     i = np.arange(hr.size)
     for series in (hr, count):
@@ -81,8 +83,15 @@ def ceiling_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
             mean = (c1[i + 1] - c1[lo]) / n
             cols += [mean, np.sqrt(np.maximum((c2[i + 1] - c2[lo]) / n - mean * mean, 0.0))]
         cols.append(series - np.minimum.accumulate(series))
+    return np.stack(cols, axis=1)
+
+
+def ceiling_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A Walch subject's real per-epoch ``context_features`` and five-stage labels."""
+    with np.load(path) as z:
+        hr, count, t, y = (z[k].astype(np.float64) for k in ("hr", "count", "time", "y"))
     labels = np.array([WALCH_STAGE[int(v)] for v in y], dtype=np.int8)
-    return np.stack(cols, axis=1), labels
+    return context_features(hr, count, t), labels
 
 
 def ceiling_classifier(subjects: list[str], root: Path, n_classes: int):
@@ -108,6 +117,14 @@ def load_weights(path: Path) -> tuple[MambaStager, FeatureStats]:
     return model.eval(), FeatureStats.from_json(ck["stats"])
 
 
+def causal_models(weights: Path):
+    """(class count, model, normalisation) of each causal_<K>class.pt in ``weights``."""
+    for k in (3, 4, 5):
+        path = weights / f"causal_{k}class.pt"
+        if path.exists():
+            yield (k, *load_weights(path))
+
+
 def night_logits(model: MambaStager, stats: FeatureStats, night: Night, mask=None) -> np.ndarray:
     x = stats.apply(night.x)
     if mask is not None:
@@ -125,21 +142,17 @@ def evaluate_walch(
 ) -> dict:
     root = walch_root(data)
     split = load_split("walch")
-    seen = set(split["subjects"]["train"]) | set(split["subjects"]["val"])
+    trained_on = seen("walch")
     subjects = sorted(
         p.stem
         for p in (root / "sleep_accel_walch" / "features").glob("*.npz")
-        if p.stem not in seen
+        if p.stem not in trained_on
     )[:max_nights]
     if not subjects:
         raise SystemExit(f"evaluate: no held-out Walch subject under {data}")
     nights = [resynth_walch(s, root=root, max_epochs=max_epochs) for s in subjects]
     result: dict = {}
-    for k in (3, 4, 5):
-        causal_path = weights / f"causal_{k}class.pt"
-        if not causal_path.exists():
-            continue
-        model, stats = load_weights(causal_path)
+    for k, model, stats in causal_models(weights):
         runs = {name: ([], []) for name in SENSOR_SETS}
         for night in nights:
             for name, sensors in SENSOR_SETS.items():

@@ -3,8 +3,8 @@
     python -m training.splits            # rewrites training/splits/*.json from ../shared/data
 
 Every night of a subject lands in one split: Sleep-EDF SC records are SC4<ss><n>, ss the subject;
-Walch has one night per subject. The hidden test set (one whole subject per dataset) is not in
-../shared/data at all; these splits divide what is.
+Walch has one night per subject; MMASH one day and night per user. The hidden test set (one
+whole subject per dataset) is not in ../shared/data at all; these splits divide what is.
 """
 
 from __future__ import annotations
@@ -45,15 +45,26 @@ def sleep_edf(root: Path) -> dict:
     }
 
 
+def _one_night_each(dataset: str, unit: str, subjects: list[str], seed: int) -> dict:
+    split = split_subjects(subjects, seed)
+    return {"dataset": dataset, "unit": unit, "subjects": split, "nights": split}
+
+
 def walch(root: Path) -> dict:
     subjects = sorted(p.stem for p in (root / "sleep_accel_walch" / "features").glob("*.npz"))
-    split = split_subjects(subjects, seed=3)
-    return {
-        "dataset": "walch",
-        "unit": "subject (one night each)",
-        "subjects": split,
-        "nights": split,
-    }
+    return _one_night_each("walch", "subject (one night each)", subjects, seed=3)
+
+
+def mmash(root: Path) -> dict:
+    from firmware_sim.resynth.mmash import read_csv_gz
+
+    users = sorted(
+        p.name
+        for p in (root / "mmash").glob("user_*")
+        if read_csv_gz(p / "sleep.csv.gz").get("Onset Time")  # no sleep period: no labels
+    )
+    unit = "user (one day and night each; users without a sleep period left out)"
+    return _one_night_each("mmash", unit, users, seed=4)
 
 
 def load(dataset: str) -> dict:
@@ -61,10 +72,16 @@ def load(dataset: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def seen(dataset: str) -> set[str]:
+    """Training and validation subjects: never scored by an evaluation."""
+    subjects = load(dataset)["subjects"]
+    return set(subjects["train"]) | set(subjects["val"])
+
+
 def main() -> None:
     root = data_root()
     OUT.mkdir(exist_ok=True)
-    for name, make in (("sleep-edf", sleep_edf), ("walch", walch)):
+    for name, make in (("sleep-edf", sleep_edf), ("walch", walch), ("mmash", mmash)):
         (OUT / f"{name}.json").write_text(json.dumps(make(root), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {OUT / name}.json")
 

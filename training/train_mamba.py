@@ -3,7 +3,10 @@
 Random 5,000-s crops, batch 4, class-weighted cross-entropy on every labelled second, Adam 1e-3,
 the best checkpoint by validation balanced accuracy on 30-s epochs (mean of the 30 one-second
 logits, as the runtime stages). Data: ANNE nights resynthesised from the Walch training subjects
-of the committed split (or real ANNE exports, ``--anne-dir``). Modality dropout: half the crops
+of the committed split (or real ANNE exports, ``--anne-dir``), and, for wake/sleep, the MMASH
+training users' days (``resynth_mmash``; ``--no-mmash`` leaves them out): a MMASH crop has no
+stages, so its loss is the binary cross-entropy of P(W) against P(any sleep stage) = 1 − P(W),
+balanced between wake and sleep, scaled by ``--mmash-weight``. Modality dropout: half the crops
 lose a random non-empty subset of ECG, PPG, chest and finger temperature (set to 0 after the
 fixed normalisation, exactly what the runtime feeds for an absent sensor), so one model serves
 devices with fewer sensors. Seeded, resumable (``last.pt`` every epoch, atomic).
@@ -29,6 +32,8 @@ from training.data.anne import (
     Night,
     anne_export,
     epoch_logits,
+    epoch_wake_sleep,
+    resynth_mmash,
     resynth_walch,
     stream_columns,
     to_classes,
@@ -39,19 +44,28 @@ from training.train import save_atomic
 
 
 def load_nights(
-    names: list[str], cache: Path, seed: int, max_epochs: int | None, anne_dir: Path | None
+    names: list[str],
+    cache: Path,
+    seed: int,
+    max_epochs: int | None,
+    anne_dir: Path | None,
+    mmash: bool = False,
 ) -> list[Night]:
-    """Nights as raw features, cached as float16 .npz (resynthesis + features ~5 s a night)."""
+    """Nights as raw features, cached as float16 .npz (resynthesis + features ~5 s a night;
+    a MMASH day ~15 s)."""
     cache.mkdir(parents=True, exist_ok=True)
     out = []
+    kind = "wake_sleep" if mmash else "stages"
     for name in names:
-        source = "export" if anne_dir is not None else f"synth{seed}"
+        source = "export" if anne_dir is not None else f"{'mmash-' if mmash else ''}synth{seed}"
         f = cache / f"{name}-{source}-{max_epochs or 'all'}.npz"
         if f.exists():
             with np.load(f) as z:
-                out.append(Night(z["x"].astype(np.float32), z["y"], name))
+                out.append(Night(z["x"].astype(np.float32), z["y"], name, kind))
             continue
-        if anne_dir is not None:
+        if mmash:
+            night = resynth_mmash(name, seed, max_epochs=max_epochs)
+        elif anne_dir is not None:
             found = [p for p in sorted(anne_dir.iterdir()) if p.stem == name]
             if not found:
                 print(f"train: no ANNE export named {name} in {anne_dir}", file=sys.stderr)
@@ -63,7 +77,7 @@ def load_nights(
         tmp = f.with_suffix(".tmp.npz")
         np.savez(tmp, x=x16, y=night.y)
         os.replace(tmp, f)
-        out.append(Night(x16.astype(np.float32), night.y, name))
+        out.append(Night(x16.astype(np.float32), night.y, name, kind))
     return out
 
 
@@ -80,19 +94,66 @@ def export_names(anne_dir: Path) -> list[str]:
 
 
 def class_weights(nights: list[Night], n_classes: int) -> torch.Tensor:
-    """Inverse class frequency over labelled seconds, normalised to mean 1."""
-    y = np.concatenate([to_classes(n.y, n_classes) for n in nights])
+    """Inverse class frequency over labelled seconds of staged nights, normalised to mean 1."""
+    y = np.concatenate([to_classes(n.y, n_classes) for n in nights if n.kind == "stages"])
     counts = np.bincount(y[y >= 0], minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
     return torch.tensor(w / w[w > 0].mean(), dtype=torch.float32)
 
 
+def wake_sleep_weights(nights: list[Night]) -> torch.Tensor:
+    """[awake, asleep] inverse frequency over the wake/sleep nights' labelled seconds, mean 1."""
+    y = np.concatenate([n.y for n in nights if n.kind == "wake_sleep"] or [np.zeros(0, np.int8)])
+    counts = np.bincount(y[y >= 0], minlength=2).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / 2, 0.0)
+    return torch.tensor(
+        w / max(w[w > 0].mean(), 1e-12) if (w > 0).any() else w, dtype=torch.float32
+    )
+
+
+class StagingLoss(nn.Module):
+    """Class-weighted cross-entropy on staged crops plus, on wake/sleep crops, the balanced
+    binary cross-entropy of P(W) against 1 − P(W) (class 0 is W in every class map)."""
+
+    def __init__(self, class_w: torch.Tensor, wake_sleep_w: torch.Tensor, weight: float) -> None:
+        super().__init__()
+        self.staged = nn.CrossEntropyLoss(weight=class_w, ignore_index=-1)
+        self.register_buffer("ws_w", wake_sleep_w)
+        self.weight = weight
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor, wake_sleep: torch.Tensor):
+        k = logits.shape[-1]
+        total = logits.new_zeros(())
+        staged = ~wake_sleep
+        if staged.any() and (y[staged] >= 0).any():
+            total = total + self.staged(logits[staged].reshape(-1, k), y[staged].reshape(-1))
+        ys = y[wake_sleep]
+        if self.weight > 0 and (ys >= 0).any():
+            lg = logits[wake_sleep]
+            log_all = torch.logsumexp(lg, dim=-1)
+            log_wake = lg[..., 0] - log_all
+            log_sleep = torch.logsumexp(lg[..., 1:], dim=-1) - log_all
+            keep = ys >= 0
+            target = ys[keep]
+            nll = torch.where(target == 0, -log_wake[keep], -log_sleep[keep])
+            w = self.ws_w[target]
+            total = total + self.weight * (w * nll).sum() / w.sum().clamp_min(1e-12)
+        return total
+
+
 class Crops:
-    """Random fixed-length crops across nights (weighted by length), with modality dropout."""
+    """Random fixed-length crops across nights (weighted by length), with modality dropout.
+    A batch also says which crops come from wake/sleep nights (their y: 0 awake, 1 asleep)."""
 
     def __init__(self, nights, n_classes, crop_s, stats: FeatureStats, seed, dropout=0.5):
         self.x = [torch.from_numpy(stats.apply(n.x)) for n in nights]
-        self.y = [torch.from_numpy(to_classes(n.y, n_classes).astype(np.int64)) for n in nights]
+        self.y = [
+            torch.from_numpy(
+                (to_classes(n.y, n_classes) if n.kind == "stages" else n.y).astype(np.int64)
+            )
+            for n in nights
+        ]
+        self.wake_sleep = [n.kind == "wake_sleep" for n in nights]
         self.crop = min(crop_s, min(len(y) for y in self.y))
         lengths = np.array([len(y) - self.crop + 1 for y in self.y], dtype=np.float64)
         self.p = lengths / lengths.sum()
@@ -101,8 +162,8 @@ class Crops:
         cols = stream_columns()
         self.columns = [torch.from_numpy(cols[s]) for s in DROPPABLE]
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = [], []
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xs, ys, ws = [], [], []
         for _ in range(size):
             i = int(self.rng.choice(len(self.x), p=self.p))
             s = int(self.rng.integers(0, len(self.y[i]) - self.crop + 1))
@@ -115,7 +176,8 @@ class Crops:
                     x[:, cols] = 0.0
             xs.append(x)
             ys.append(self.y[i][s : s + self.crop])
-        return torch.stack(xs), torch.stack(ys)
+            ws.append(self.wake_sleep[i])
+        return torch.stack(xs), torch.stack(ys), torch.tensor(ws)
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -127,7 +189,8 @@ class Crops:
 def predict_epochs(
     model: MambaStager, nights: list[Night], stats: FeatureStats, n_classes: int, mask=None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(truth, prediction) per labelled 30-s epoch over whole nights, from a zero state."""
+    """(truth, prediction) per labelled 30-s epoch over whole nights, from a zero state
+    (wake/sleep nights: 0 awake / 1 asleep; don't mix kinds in one call)."""
     ys, ps = [], []
     model.eval()
     with torch.no_grad():
@@ -136,9 +199,13 @@ def predict_epochs(
             if mask is not None:
                 x[:, ~mask] = 0.0
             logits = model(torch.from_numpy(x)[None])[0].numpy()
-            lg, ye = epoch_logits(logits, to_classes(n.y, n_classes))
+            if n.kind == "wake_sleep":
+                ye, pe = epoch_wake_sleep(logits, n.y)
+            else:
+                lg, ye = epoch_logits(logits, to_classes(n.y, n_classes))
+                pe = lg.argmax(axis=1)
             ys.append(ye)
-            ps.append(lg.argmax(axis=1))
+            ps.append(pe)
     return np.concatenate(ys), np.concatenate(ps)
 
 
@@ -159,6 +226,14 @@ def train_mamba(args: argparse.Namespace) -> dict:
     val = load_nights(val_names, cache, args.seed, args.max_epochs, args.anne_dir)
     if not train:
         raise SystemExit("train: no training nights found")
+    ws_train_names, ws_val_names = [], []
+    if args.mmash and args.anne_dir is None:
+        ws_split = load_split("mmash")["subjects"]
+        ws_train_names = ws_split["train"][: args.max_nights]
+        ws_val_names = ws_split["val"][: max(1, (args.max_nights or 10**9) // 4)]
+    ws_train = load_nights(ws_train_names, cache, args.seed, args.max_epochs, None, mmash=True)
+    ws_val = load_nights(ws_val_names, cache, args.seed, args.max_epochs, None, mmash=True)
+    train = train + ws_train
     stats = FeatureStats.fit(train)
     weights = class_weights(train, args.classes)
     crops = Crops(train, args.classes, args.crop, stats, args.seed, args.modality_dropout)
@@ -169,7 +244,7 @@ def train_mamba(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     model = MambaStager(n_classes=args.classes, bidirectional=args.bidirectional)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=-1)
+    loss_fn = StagingLoss(weights, wake_sleep_weights(train), args.mmash_weight)
     config = {
         "classes": args.classes,
         "bidirectional": args.bidirectional,
@@ -179,6 +254,10 @@ def train_mamba(args: argparse.Namespace) -> dict:
         "modality_dropout": args.modality_dropout,
         "seed": args.seed,
         "data": "real ANNE exports" if args.anne_dir else "Walch subjects resynthesised (ANNE)",
+        "wake_sleep_data": "MMASH users resynthesised (ANNE), actigraphy sleep periods"
+        if ws_train
+        else None,
+        "mmash_weight": args.mmash_weight if ws_train else 0.0,
     }
     state = {"epoch": 0, "best": -1.0, "history": []}
     last = out / "last.pt"
@@ -200,21 +279,25 @@ def train_mamba(args: argparse.Namespace) -> dict:
             model.train()
             t0, total = time.perf_counter(), 0.0
             for _ in range(steps_per_epoch):
-                x, y = crops.batch(args.batch)
+                x, y, wake_sleep = crops.batch(args.batch)
                 opt.zero_grad()
-                logits = model(x)
-                loss = loss_fn(logits.reshape(-1, args.classes), y.reshape(-1))
+                loss = loss_fn(model(x), y, wake_sleep)
                 loss.backward()
                 opt.step()
                 total += loss.item()
             yv, pv = predict_epochs(model, val, stats, args.classes)
             val_bacc = float(balanced_accuracy_score(yv, pv)) if len(yv) else 0.0
+            ws_bacc = None
+            if ws_val:
+                yw, pw = predict_epochs(model, ws_val, stats, args.classes)
+                ws_bacc = float(balanced_accuracy_score(yw, pw)) if len(yw) else None
             state["epoch"] += 1
             state["history"].append(
                 {
                     "epoch": state["epoch"],
                     "loss": total / steps_per_epoch,
                     "val_balanced_accuracy": val_bacc,
+                    "val_wake_sleep_balanced_accuracy": ws_bacc,
                     "seconds": time.perf_counter() - t0,
                 }
             )
@@ -229,6 +312,8 @@ def train_mamba(args: argparse.Namespace) -> dict:
                         "val_balanced_accuracy": val_bacc,
                         "train_nights": train_names,
                         "val_nights": val_names,
+                        "wake_sleep_train": ws_train_names,
+                        "wake_sleep_val": ws_val_names,
                     },
                     out / "best.pt",
                 )
@@ -245,13 +330,16 @@ def train_mamba(args: argparse.Namespace) -> dict:
             progress.update(task, advance=1)
             print(
                 f"train: epoch {state['epoch']}/{args.epochs} loss {total / steps_per_epoch:.4f} "
-                f"val balanced accuracy {val_bacc:.3f}",
+                f"val balanced accuracy {val_bacc:.3f}"
+                + (f", wake/sleep {ws_bacc:.3f}" if ws_bacc is not None else ""),
                 flush=True,
             )
     summary = {
         **config,
         "train_nights": train_names,
         "val_nights": val_names,
+        "wake_sleep_train": ws_train_names,
+        "wake_sleep_val": ws_val_names,
         "train_seconds": int(sum(len(n) for n in train)),
         "steps_per_epoch": steps_per_epoch,
         **state,
@@ -285,4 +373,13 @@ def add_arguments(sub) -> None:
     m.add_argument("--max-epochs", type=int, help="use only the first N 30-s epochs a night")
     m.add_argument("--cache", help="feature cache directory (default OUT/cache)")
     m.add_argument("--anne-dir", type=Path, help="train on real ANNE exports with hypnograms")
+    m.add_argument(
+        "--no-mmash",
+        dest="mmash",
+        action="store_false",
+        help="leave out the MMASH wake/sleep days (kept by default for resynthesised training)",
+    )
+    m.add_argument(
+        "--mmash-weight", type=float, default=0.5, help="weight of the wake/sleep loss term"
+    )
     m.add_argument("--resume", action="store_true")

@@ -12,6 +12,7 @@ from edge.devices import load_device
 from firmware_sim.recordings import Recording
 from firmware_sim.resynth import cardio, eeg
 from firmware_sim.resynth.data import data_root, find_record
+from firmware_sim.resynth.mmash import MmashRecord
 
 EEG_SCALE_UV = {"eeg_fpz_cz": 25.0, "eeg_pz_oz": 20.0, "eog": 40.0}  # per night z-score → µV
 WALCH_STAGE = {0: 0, 1: 1, 2: 2, 3: 3, 4: 3, 5: 4}  # sleep_classifiers coding → W N1 N2 N3 REM
@@ -93,56 +94,39 @@ def walch_night(
     )
 
 
-def _read_csv_gz(path: Path) -> dict[str, list[str]]:
-    """Columns of one of MMASH's gzip'd CSV files (first column is an unnamed index)."""
-    import csv
-    import gzip
-
-    with gzip.open(path, "rt", newline="") as f:
-        rows = list(csv.reader(f))
-    header = rows[0]
-    return {name: [r[i] for r in rows[1:]] for i, name in enumerate(header) if name}
-
-
-def _clock_s(days: list[str], clock: list[str]) -> np.ndarray:
-    """'day' (1, 2, …) and 'hh:mm[:ss]' columns → seconds from day 1, 00:00."""
-    out = np.empty(len(clock))
-    for i, (d, c) in enumerate(zip(days, clock, strict=True)):
-        parts = [float(p) for p in c.split(":")] + [0.0]
-        out[i] = 86400.0 * (float(d) - 1) + 3600 * parts[0] + 60 * parts[1] + parts[2]
-    return out
-
-
 def mmash_day(
-    user: str, seed: int = 0, root: Path | None = None, hours: float | None = None
+    user: str,
+    seed: int = 0,
+    root: Path | None = None,
+    hours: float | None = None,
+    before_bed_h: float = 0.0,
+    after_bed_h: float | None = None,
 ) -> SynthNight:
-    """ANNE streams from a MMASH user's real RR intervals and 1-s wrist activity, from the
-    start of their first sleep period (or of the recording). No stages: MMASH has none."""
+    """ANNE streams from a MMASH user's real beat-to-beat intervals (anchored on the wall
+    clock, holes filled: ``mmash.anchored_beats``) and 1-s wrist activity, from
+    ``before_bed_h`` before their first sleep period (or the recording's start) to
+    ``after_bed_h`` after the last (default: the recording's end), at most ``hours``. No
+    stages (MMASH has none); ``features["asleep"]`` holds the actigraphy sleep periods per 30-s
+    epoch (1 asleep, 0 awake, -1 unknown), with the real per-epoch heart rate and activity."""
     base = (root or data_root()) / "mmash" / user
     if not base.exists():
         raise FileNotFoundError(f"no MMASH user {user!r} at {base}")
-    rr = _read_csv_gz(base / "RR.csv.gz")
-    act = _read_csv_gz(base / "Actigraph.csv.gz")
-    t_act = _clock_s(act["day"], act["time"])
-    start = t_act[0]
-    sleep = _read_csv_gz(base / "sleep.csv.gz")
-    if sleep.get("In Bed Time"):
-        start = _clock_s(sleep["In Bed Date"][:1], sleep["In Bed Time"][:1])[0]
-    ibi = np.array(rr["ibi_s"], dtype=np.float64)
-    beats = np.cumsum(ibi) - ibi[0] + _clock_s(rr["day"][:1], rr["time"][:1])[0] - start
-    end = min(beats[-1], t_act[-1] - start)
-    if hours:
-        end = min(end, hours * 3600.0)
-    beats = beats[(beats > 0) & (beats < end)]
-    vm = np.array(act["Vector Magnitude"], dtype=np.float64)
-    act_s = np.interp(np.arange(int(end)) + 0.5, t_act - start, vm) / 10.0
+    record = MmashRecord.read(base)
+    start, end = record.window(before_bed_h, after_bed_h)
+    duration = float(int(end - start) if not hours else min(int(end - start), int(hours * 3600)))
+    beats = record.beats - start
+    beats = beats[(beats > 0) & (beats < duration)]
+    act_s = np.interp(np.arange(int(duration)) + 0.5, record.activity_t - start, record.activity)
     rng = _seed(user, seed)
-    signals, times = cardio.anne_signals(beats, act_s, float(int(end)), load_device("anne"), rng)
+    signals, times = cardio.anne_signals(beats, act_s, duration, load_device("anne"), rng)
+    n_epochs = int(duration) // 30
+    features = {"beats": beats, "activity": act_s} | record.epoch_features(start, n_epochs)
+    features["asleep"] = record.asleep_per_epoch(start, n_epochs)
     return SynthNight(
         "anne",
         user,
         Recording(signals, times, f"synth:mmash/{user}"),
         None,
-        {"beats": beats, "activity": act_s},
+        features,
         str(base),
     )

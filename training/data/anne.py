@@ -7,6 +7,10 @@ feeds the model. Sources:
 
 - ``resynth_walch(subject)``: ANNE streams resynthesised from a Walch subject's real per-epoch
   heart rate and activity (DESIGN §3), with the real PSG stages;
+- ``resynth_mmash(user)``: ANNE streams resynthesised from a MMASH user's real beat-to-beat
+  intervals and wrist activity, from 4 h before bed to 2 h after getting up, labelled wake /
+  asleep by the actigraphy sleep periods (``kind="wake_sleep"``: no stages, so training scores
+  only P(W) against P(any sleep stage) there);
 - ``anne_export(path)``: a real ANNE recording (EDF/EDF+ or a CSV directory laid out as the
   descriptor's ``file_labels`` say) with its hypnogram beside it (``<stem>-hypnogram.edf``,
   EDF+ ``Sleep stage …`` annotations, or ``<stem>-hypnogram.csv``, one stage per 30-s epoch) —
@@ -75,6 +79,7 @@ class Night:
     x: np.ndarray  # [T, 140] float32, raw features (NaN where a stream has no data)
     y: np.ndarray  # [T] int8, stage of each second's epoch, -1 unscored
     name: str
+    kind: str = "stages"  # or "wake_sleep": y is 0 awake, 1 asleep (stage unknown), -1
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -111,6 +116,22 @@ def resynth_walch(
 
     synth = walch_night(subject, seed, root, max_epochs)
     return night_from_recording(synth.recording, synth.stages, subject)
+
+
+MMASH_BEFORE_BED_H, MMASH_AFTER_BED_H = 4.0, 2.0
+
+
+def resynth_mmash(
+    user: str, seed: int = 0, root: Path | None = None, max_epochs: int | None = None
+) -> Night:
+    """A MMASH user's evening, night and morning as a wake/sleep-labelled night."""
+    from firmware_sim.resynth import mmash_day
+
+    hours = None if max_epochs is None else max_epochs * EPOCH_S / 3600
+    synth = mmash_day(user, seed, root, hours, MMASH_BEFORE_BED_H, MMASH_AFTER_BED_H)
+    night = night_from_recording(synth.recording, synth.features["asleep"], user)
+    night.kind = "wake_sleep"
+    return night
 
 
 def read_stage_csv(path: Path) -> np.ndarray:
@@ -194,3 +215,11 @@ def epoch_logits(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
     ye = np.asarray(y[: n * EPOCH_S]).reshape(n, EPOCH_S)[:, 0]
     keep = ye >= 0
     return lg[keep], ye[keep]
+
+
+def epoch_wake_sleep(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wake/sleep nights: (truth, prediction) per labelled 30-s epoch, 0 awake / 1 asleep; the
+    prediction is the staged epoch (argmax of mean logits, as the runtime) being any sleep
+    stage."""
+    lg, ye = epoch_logits(logits, y)
+    return ye.astype(np.int8), (lg.argmax(axis=1) != 0).astype(np.int8)
