@@ -246,9 +246,10 @@ def export_mamba(
     cfg = ck["config"]
     if cfg["bidirectional"]:
         raise SystemExit("export: the bidirectional variant has no causal step to export")
-    calib_nights = load_nights(ck["train_nights"][:calibration_nights], cache, 0, None, None)
-    calib_nights += load_nights(  # a day's evening and morning too, if it trained on them
-        ck.get("wake_sleep_train", [])[:1], cache, 0, None, None, mmash=True
+    days = ck.get("wake_sleep_train", [])[:1]  # an evening and morning too, if it trained on them
+    calib_nights = load_nights(days, cache, 0, None, None, mmash=True)
+    calib_nights += load_nights(
+        ck["train_nights"][: calibration_nights - len(calib_nights)], cache, 0, None, None
     )
     val_night = load_nights(ck["val_nights"][:1], cache, 0, None, None)[0]
     xs = [stats.apply(n.x) for n in calib_nights]

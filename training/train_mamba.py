@@ -380,6 +380,6 @@ def add_arguments(sub) -> None:
         help="leave out the MMASH wake/sleep days (kept by default for resynthesised training)",
     )
     m.add_argument(
-        "--mmash-weight", type=float, default=0.5, help="weight of the wake/sleep loss term"
+        "--mmash-weight", type=float, default=0.2, help="weight of the wake/sleep loss term"
     )
     m.add_argument("--resume", action="store_true")
