@@ -15,8 +15,9 @@ bundled model):
   the growing buffer and staging the newest epoch every 30 s, as a ratio; plus the end-to-end
   cost per epoch in (a) around those hours (frame decoding included).
 
-For ``--device anne`` (the causal Mamba): (a) and the checkpoint state per stream of (c), on
-a resynthesised Walch night; (d) per second, as the issue states it: the streaming cost of a
+For ``--device anne`` (the causal Mamba): (a) per backend (onnxruntime, LiteRT, numpy), and
+against the same loop fed frame by frame, and the checkpoint state per stream of (c), on a
+resynthesised Walch night; (d) per second, as the issue states it: the streaming cost of a
 second (operators in 1-s chunks + one carried Mamba step) at hours 1, 4 and 8 against a naive
 recompute each second of the batch filter/resample/STFT chain over the growing buffer and the
 torch full-sequence forward (``anne_cost_growth``); and (b): N live ANNE devices published by
@@ -294,11 +295,19 @@ def anne_cost_growth(recording, marks: tuple[float, ...], window_s: int = 300) -
     return growth
 
 
-def run_anne(hours: float) -> dict:
-    """(a) for ``--device anne``: the causal Mamba (onnxruntime, one thread) stepping every
-    second of a resynthesised Walch night through edge-run's own loop, and (c) its checkpoint
-    state per stream (operators + recurrent state)."""
+ANNE_BACKENDS = ("onnxruntime", "litert", "numpy")
+
+
+def run_anne(hours: float, baseline_hours: float = 1.0) -> dict:
+    """(a) for ``--device anne``: the causal Mamba stepping every second of a resynthesised
+    Walch night through edge-run's own loop (``run_night``: frames decoded in batches, each
+    stream's stretch through the operators at once, the queued seconds through the model's
+    sequence path), once per backend (one thread); the same loop fed frame by frame (as a
+    paced or live source is) on the first ``baseline_hours`` as the baseline; and (c) the
+    checkpoint state per stream (operators + recurrent state)."""
     from types import SimpleNamespace
+
+    import matplotlib.pyplot  # noqa: F401  (the reports' one-off import, not the night's work)
 
     from edge.cli import MODELS_DIR, _stager
     from edge.devices import load_device
@@ -310,29 +319,49 @@ def run_anne(hours: float) -> dict:
     profile = load_device("anne")
     night = synth_night(ANNE_NIGHT, profile, 0, hours * 3600)
     frames = wire_frames(profile, night.recording)
-    args = SimpleNamespace(backend="onnxruntime", precision="fp32", threads=1)
     manifest = MODELS_DIR / "mamba_anne" / "mamba_anne.json"
 
-    def session():
+    def session(backend: str = "onnxruntime") -> Session:
+        args = SimpleNamespace(backend=backend, precision="fp32", threads=1)
         stager, spec = _stager(manifest, profile, args)
         return Session(profile, spec, stager)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        s = session()
-        result = run_night(FrameList(frames, "benchmark"), s, Path(tmp), {})
+    seconds = night.recording.duration_s
+    backends = {}
+    for backend in ANNE_BACKENDS:
+        s = session(backend)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_night(FrameList(frames, "benchmark"), s, Path(tmp), {})
+        backends[backend] = {
+            "epochs": result.epochs,
+            "seconds": result.seconds,
+            "x_real_time": seconds / result.seconds,
+            "us_per_epoch": result.seconds / result.epochs * 1e6,
+            "model_seconds": s.model_seconds,
+        }
+    # baseline: frame by frame, the step graph once a second (what the loop did before)
+    cut = int(len(frames) * min(1.0, baseline_hours / hours))
+    s = session()
+    t0 = time.perf_counter()
+    for data in frames[:cut]:
+        s.feed(data)
+    base_s = time.perf_counter() - t0
+    base_x = seconds * cut / len(frames) / base_s
     probe = session()
     for data in frames[: len(frames) // max(1, int(hours * 60))]:  # one minute of frames
         probe.feed(data)
     state = sum(np.asarray(v).nbytes for v in probe.snapshot().values())
-    seconds = night.recording.duration_s
+    default = backends["onnxruntime"]
     return {
         "night": f"{ANNE_NIGHT}, first {seconds / 3600:.2f} h, resynthesised",
         "frames": len(frames),
-        "epochs": result.epochs,
-        "seconds": result.seconds,
-        "x_real_time": seconds / result.seconds,
-        "us_per_epoch": result.seconds / result.epochs * 1e6,
-        "model_seconds": s.model_seconds,
+        **default,
+        "backends": backends,
+        "frame_by_frame": {
+            "hours": seconds * cut / len(frames) / 3600,
+            "x_real_time": base_x,
+            "batched_over_frame_by_frame": default["x_real_time"] / base_x,
+        },
         "state_bytes_per_stream": state,
         "cost_growth": anne_cost_growth(
             night.recording, tuple(m for m in (1, 4, 8) if m <= hours) or (hours,)
@@ -381,12 +410,19 @@ def main(argv: list[str] | None = None) -> int:
         f"heap per added stream {m['heap_bytes_per_stream'] / 1024:.1f} KiB"
     )
     an = r["anne"]
+    for backend, b in an["backends"].items():
+        print(
+            f"(a) anne {an['night']}, {backend}: {an['frames']:,} frames, {b['epochs']} epochs "
+            f"in {b['seconds']:.2f} s = {b['x_real_time']:,.0f}x real time "
+            f"({b['us_per_epoch']:,.0f} us per epoch, of which the model's 30 s: "
+            f"{b['model_seconds'] / b['epochs'] * 1e6:,.0f} us)"
+        )
+    fb = an["frame_by_frame"]
     print(
-        f"(a) anne {an['night']}: {an['frames']:,} frames, {an['epochs']} epochs in "
-        f"{an['seconds']:.1f} s = {an['x_real_time']:,.0f}x real time "
-        f"({an['us_per_epoch']:,.0f} us per epoch, of which the model stepping 30 s: "
-        f"{an['model_seconds'] / an['epochs'] * 1e6:,.0f} us); (c) anne checkpoint state per "
-        f"stream {an['state_bytes_per_stream'] / 1024:.1f} KiB"
+        f"(a) anne frame by frame (first {fb['hours']:.1f} h, onnxruntime step graph): "
+        f"{fb['x_real_time']:,.0f}x real time; batched is {fb['batched_over_frame_by_frame']:.1f}x "
+        f"faster; (c) anne checkpoint state per stream "
+        f"{an['state_bytes_per_stream'] / 1024:.1f} KiB"
     )
     for h, g in an["cost_growth"].items():
         if h.startswith("hour_"):

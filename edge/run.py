@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -121,6 +122,17 @@ class NightWriter:
         return result
 
 
+def _records(source, session: Session) -> Iterator[list]:
+    """The session's records as the source's frames go in: many frames per call when the
+    source can hand them out that way (an unpaced replay), else frame by frame."""
+    if hasattr(source, "batches") and not source.paced:
+        for frames in source.batches():
+            yield session.feed_many(frames)
+    else:
+        for data in source:
+            yield session.feed(data)
+
+
 def run_night(
     source,
     session: Session,
@@ -152,8 +164,7 @@ def run_night(
 
     try:
         try:
-            for data in source:
-                records = session.feed(data)
+            for records in _records(source, session):
                 if records:
                     emit(records)
         except KeyboardInterrupt:

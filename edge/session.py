@@ -15,11 +15,12 @@ import math
 import pickle
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
 from edge.devices.profile import DeviceProfile, EpochInputSpec, FrameInputSpec
-from edge.devices.receiver import Receiver, Released
+from edge.devices.receiver import FrameRun, Receiver, Released
 from edge.devices.samples import Chunk, SampleAssembler
 from edge.features import EpochPipeline, FramePipeline
 from edge.ops.base import Snapshot
@@ -57,6 +58,18 @@ class Session:
         """One frame's bytes; the epochs this frame completed (usually none)."""
         return self._consume(self.receiver.feed(data))
 
+    def feed_many(self, frames: Sequence[bytes]) -> list[EpochRecord]:
+        """Many frames' bytes at once (a replay): the epochs they completed. The same epochs
+        as ``feed`` frame by frame — each stream's uninterrupted stretch is decoded, placed
+        on the grid and pushed through the operators in one piece (chunking changes nothing)."""
+        records: list[EpochRecord] = []
+        for item in self.receiver.feed_many(frames):
+            if isinstance(item, FrameRun):
+                records += self._take(self.assembler.add_run(item))
+            else:
+                records += self._take(self.assembler.add(item))
+        return records
+
     def collect(self) -> list[EpochRecord]:
         """Epochs finished since the last call by a step the session's owner ran (a shared
         bank, see ``FrameStager``)."""
@@ -92,14 +105,18 @@ class Session:
     def _consume(self, released: list[Released]) -> list[EpochRecord]:
         records: list[EpochRecord] = []
         for r in released:
-            c = self.assembler.add(r)
-            if c.stream not in self.pipeline.streams:
-                continue  # a stream this model does not use
-            self._pending.setdefault(c.stream, []).append(c)
-            self._waiting[c.stream] += c.samples.shape[1]
-            if self._waiting[c.stream] >= self._push_at[c.stream]:
-                records += self._push(c.stream)
+            records += self._take(self.assembler.add(r))
         return records
+
+    def _take(self, c: Chunk) -> list[EpochRecord]:
+        """Queue a chunk; push its stream through the operators once ``push_s`` has come."""
+        if c.stream not in self.pipeline.streams:
+            return []  # a stream this model does not use
+        self._pending.setdefault(c.stream, []).append(c)
+        self._waiting[c.stream] += c.samples.shape[1]
+        if self._waiting[c.stream] >= self._push_at[c.stream]:
+            return self._push(c.stream)
+        return []
 
     def _push(self, name: str) -> list[EpochRecord]:
         chunks = self._pending.pop(name, [])

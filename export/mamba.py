@@ -13,6 +13,8 @@ one second at a time with its state carried over. Files:
   step's multiply-adds; the other linear layers, dt, A, D, the convolution and the state stay
   fp32 (DESIGN §5; which layers tolerate int8 was measured, see ``quantize_linear_int8``),
   calibrated on features and states of stepped training nights, sensors dropped at random;
+- ``onnx_fp32_seq``: ``export.mamba_graph.LeanSequence``, 32 consecutive seconds of one
+  stream per call (the recurrence unrolled, the rest over all 32 at once), used by replays;
 - ``tflite_fp32``: litert-torch, batch 1, and ``tflite_fp32_block``: 64 streams per call;
 - ``numpy_weights``: the state_dict as .npz for the numpy reference step;
 and the manifest: sha256 and size of every file, inputs, classes, normalisation statistics,
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.mamba_graph import LeanStep
+from export.mamba_graph import LeanSequence, LeanStep
 from training.models.mamba import MambaStager
 
 NAME = "mamba_anne"
@@ -58,6 +60,26 @@ def export_step_onnx(model: MambaStager, path: Path) -> Path:
     return path
 
 
+def export_sequence_onnx(model: MambaStager, path: Path, steps: int) -> Path:
+    """``LeanSequence`` with a fixed length of ``steps`` seconds (the runtime zero-pads)."""
+    model.eval()
+    conv, h = model.initial_state(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            LeanSequence(model).eval(),
+            (torch.zeros(steps, model.pre[1].in_features), conv, h),
+            input_names=["features", "conv", "h"],
+            output_names=["logits", "windows", "states"],
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path))
+    return path
+
+
+SEQUENCE_STEPS = 32  # seconds per call of the sequence graph
 TFLITE_BLOCK = 64  # streams per invocation of the block file
 
 
@@ -217,6 +239,18 @@ def carried_parity(model: MambaStager, runner, x: np.ndarray) -> float:
     return float(np.abs(got - want).max())
 
 
+def sequence_parity(model: MambaStager, runner, x: np.ndarray, chunk: int = 1000) -> float:
+    """max |Δ logits| between torch and ``runner.sequence`` fed ``chunk`` seconds a call."""
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)[None])[0].numpy()
+    conv, h = runner.initial_state(1)
+    got = []
+    for a in range(0, len(x), chunk):
+        y, conv, h = runner.sequence(x[a : a + chunk], conv, h)
+        got.append(y)
+    return float(np.abs(np.concatenate(got) - want).max())
+
+
 def epoch_agreement(model: MambaStager, runner, x: np.ndarray) -> float:
     """Share of 30-s epochs whose argmax of mean logits agrees between torch and ``runner``."""
     want, got = _torch_and_stepped(model, runner, x)
@@ -260,6 +294,9 @@ def export_mamba(
         "numpy_weights": out / f"{NAME}_weights.npz",
     }
     export_step_onnx(model, files["onnx_fp32"])
+    files["onnx_fp32_seq"] = export_sequence_onnx(
+        model, out / f"{NAME}_fp32_seq{SEQUENCE_STEPS}.onnx", SEQUENCE_STEPS
+    )
     calib = stepped_states(OnnxStepModel(files["onnx_fp32"]), xs, 8192)
     quantize_linear_int8(files["onnx_fp32"], files["onnx_int8"], calib)
     np.savez(files["numpy_weights"], **{k: v.numpy() for k, v in model.state_dict().items()})
@@ -268,6 +305,9 @@ def export_mamba(
         "steps": len(probe),
         "onnx_fp32_vs_torch_max_abs_logit": carried_parity(
             model, OnnxStepModel(files["onnx_fp32"]), probe
+        ),
+        "onnx_fp32_seq_vs_torch_max_abs_logit": sequence_parity(
+            model, OnnxStepModel(files["onnx_fp32"], sequence_path=files["onnx_fp32_seq"]), probe
         ),
         "numpy_vs_torch_max_abs_logit": carried_parity(
             model, NumpyStepModel(files["numpy_weights"]), probe

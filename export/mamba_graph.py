@@ -80,6 +80,30 @@ class _LeanLayer(nn.Module):
         y = (h * c.unsqueeze(-2)).sum(-1) + uc * self.d
         return x + self.out(y * (z * torch.sigmoid(z))), window[..., 1:], h
 
+    def sequence(self, x: torch.Tensor, conv: torch.Tensor, h: torch.Tensor):
+        """One stream, T seconds: x [T, d_model]; conv [d_inner, d_conv-1]; h [d_inner,
+        d_state] → (x', window [d_conv-1+T, d_inner], states [T, d_inner, d_state]). All but
+        the recurrence runs over the T seconds at once; the recurrence is unrolled."""
+        steps = x.shape[0]
+        n = _rms_scale(x, self.eps)
+        u, z = self.uz(n).split([self.di, self.di], dim=-1)
+        window = torch.cat([conv.transpose(0, 1), u], dim=0)  # oldest first
+        v = self.conv_b + window[:steps] * self.conv_w[:, 0]
+        for k in range(1, self.conv_w.shape[1]):
+            v = v + window[k : k + steps] * self.conv_w[:, k]
+        uc = v * torch.sigmoid(v)
+        dt, b, c = self.dbc(uc).split([self.di, self.ds, self.ds], dim=-1)
+        delta = torch.log(1.0 + torch.exp(dt))
+        decay = torch.exp(delta.unsqueeze(-1) * self.a)
+        inputs = (delta * uc).unsqueeze(-1) * b.unsqueeze(-2)
+        states = []
+        for t in range(steps):
+            h = decay[t] * h + inputs[t]
+            states.append(h)
+        hs = torch.stack(states)
+        y = (hs * c.unsqueeze(-2)).sum(-1) + uc * self.d
+        return x + self.out(y * (z * torch.sigmoid(z))), window, hs
+
 
 class LeanStep(nn.Module):
     """``MambaStager.step`` of a trained causal model as a lean graph: forward(features [B, 140]
@@ -115,6 +139,24 @@ class LeanStep(nn.Module):
             convs.append(c.unsqueeze(1))
             hs.append(s.unsqueeze(1))
         return self.head(_rms_scale(out, self.eps)), torch.cat(convs, 1), torch.cat(hs, 1)
+
+
+class LeanSequence(LeanStep):
+    """T consecutive seconds of one stream in one call (a replay): forward(features [T, 140]
+    normalised, conv [1, ...], h [1, ...]) → (logits [T, classes], windows [layers, d_conv-1+T,
+    d_inner], states [T, layers, d_inner, d_state]). After second m the state is conv =
+    windows[:, m : m+d_conv-1] transposed and h = states[m-1], so a call with fewer than T real
+    seconds (zero-padded) still gives the exact state after its last real one."""
+
+    def forward(self, features: torch.Tensor, conv: torch.Tensor, h: torch.Tensor):
+        out = self.pre(features)
+        windows, states = [], []
+        for i, layer in enumerate(self.layers):
+            out, w, s = layer.sequence(out, conv[0, i], h[0, i])
+            windows.append(w)
+            states.append(s)
+        logits = self.head(_rms_scale(out, self.eps))
+        return logits, torch.stack(windows), torch.stack(states, dim=1)
 
 
 def softplus_bound(model: MambaStager) -> float:

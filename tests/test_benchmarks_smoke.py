@@ -42,6 +42,10 @@ def test_throughput_benchmark_quick_json():
     g = r["cost_growth"]["hour_1"]
     assert g["naive_over_streaming"] > 0 and g["streaming_us_per_epoch"] > 0
     assert r["anne"]["epochs"] == 60 and r["anne"]["x_real_time"] > 1
+    backends = r["anne"]["backends"]
+    assert set(backends) == {"onnxruntime", "litert", "numpy"}
+    assert all(b["epochs"] == 60 and b["x_real_time"] > 1 for b in backends.values())
+    assert r["anne"]["frame_by_frame"]["x_real_time"] > 1
     assert r["anne"]["state_bytes_per_stream"] > 1140 * 4  # operators + the recurrent state
     g = r["anne"]["cost_growth"]  # the half-hour night's one mark
     assert (

@@ -55,6 +55,19 @@ def test_backends_equal_torch_over_10000_carried_steps(backend, held_out, torch_
     np.testing.assert_allclose(got, torch_logits[:STEPS], atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_sequence_paths_equal_torch_over_10000_carried_seconds(backend, held_out, torch_logits):
+    """What a replay runs: the shipped sequence graph (onnxruntime, 32 s a call) and the numpy
+    time-parallel sequence, fed 777 seconds at a time with the state carried."""
+    model = load_step_model(MANIFEST, backend)
+    conv, h = model.initial_state(1)
+    got = []
+    for a in range(0, STEPS, 777):
+        y, conv, h = model.sequence(held_out.x[a : min(a + 777, STEPS)], conv, h)
+        got.append(y)
+    np.testing.assert_allclose(np.concatenate(got), torch_logits[:STEPS], atol=1e-3, rtol=0)
+
+
 def test_int8_agrees_with_fp32_on_held_out_epochs(held_out):
     fp32 = stepped(load_step_model(MANIFEST, "onnxruntime", "fp32"), held_out.x)
     int8 = stepped(load_step_model(MANIFEST, "onnxruntime", "int8"), held_out.x)
@@ -148,6 +161,29 @@ def test_a_run_of_seconds_of_one_stream_equals_its_steps_and_leaves_the_others(h
         got = np.stack([first[s]] + [r[s] for r in rest])
         np.testing.assert_allclose(got, alone[s][:40], atol=1e-5, rtol=0)
     assert bank.stream_steps == 3 + 79 + 2 * 39
+
+
+@settings(max_examples=10, deadline=None)
+@given(cuts=st.lists(st.integers(1, 599), max_size=8))
+def test_numpy_sequence_in_any_chunks_equals_its_steps(cuts, held_out):
+    """The numpy backend's ``sequence`` (time-parallel but for the SSM recurrence, used when a
+    replay queues many seconds) in random chunks, state carried: the logits and the final
+    state of one step a second, to float rounding (1e-5)."""
+    model = load_step_model(MANIFEST, "numpy")
+    x = held_out.x[2000:2600]  # ten minutes mid-night
+    want = stepped(model, x)
+    conv, h = model.initial_state(1)
+    got = []
+    for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(x)], strict=True):
+        if b > a:
+            y, conv, h = model.sequence(x[a:b], conv, h)
+            got.append(y)
+    np.testing.assert_allclose(np.concatenate(got), want, atol=1e-5, rtol=0)
+    c2, h2 = model.initial_state(1)
+    for t in range(len(x)):
+        _, c2, h2 = model.step(x[t : t + 1], c2, h2)
+    np.testing.assert_allclose(h, h2, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(conv, c2, atol=1e-5, rtol=0)
 
 
 def _stager():

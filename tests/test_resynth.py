@@ -161,6 +161,23 @@ def test_anchored_beats_recover_a_known_beat_train():
     assert np.diff(beats).min() > 0.6 and np.diff(beats).max() < 1.3
 
 
+def test_anchored_beats_refuse_empty_or_broken_input():
+    """An RR file with no beats, stamps that do not match the intervals, or non-numbers give a
+    clear error, not numpy's."""
+    with pytest.raises(ValueError, match="at least one"):
+        anchored_beats(np.zeros(0), np.zeros(0))
+    with pytest.raises(ValueError, match="as many beat stamps as intervals"):
+        anchored_beats(np.ones(5), np.ones(4))
+    with pytest.raises(ValueError, match="finite"):
+        anchored_beats(np.array([0.8, np.nan]), np.array([0.0, 1.0]))
+
+
+def test_clock_columns_parse_to_seconds_from_day_one():
+    """hh:mm and hh:mm:ss(.f); a day below 1 (users 8 and 9's -29) is the day after the last."""
+    got = clock_s(["1", "1", "2", "-29"], ["10:11:12", "23:59", "1:02:03.5", "00:00:01"])
+    np.testing.assert_array_equal(got, [36672.0, 86340.0, 90123.5, 2 * 86400.0 + 1.0])
+
+
 def test_mmash_sleep_periods_and_clock_quirks():
     """Out-of-bed dates written as the in-bed date wrap to the next day; users 8 and 9's
     day -29 rows are the next day; every period's length is the file's own minutes in bed."""

@@ -7,7 +7,10 @@ has moved past it. A frame older than that is rejected as a ``sequence regressio
 
 ``Receiver`` decodes bytes against the device's stream table, rejects malformed frames and
 implausible timestamps with a reason (counted, logged, never raised), and releases good frames
-per stream in sequence order with their absolute frame number.
+per stream in sequence order with their absolute frame number. ``Receiver.feed_many`` does the
+same for a batch of frames (a replay): a stream's frames that simply continue it (next
+sequence numbers, plausible times, nothing held) are decoded together and released as one
+``FrameRun``; any other frame takes the frame-by-frame path, so the result is the same.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge.devices.codec import Frame, Rejected, decode
+import numpy as np
+
+from edge.devices import bulk
+from edge.devices.codec import SENSOR_OFF_BIT, Frame, Rejected, decode
 from edge.devices.profile import DeviceProfile
 
 log = logging.getLogger("sleepedge.receiver")
@@ -42,6 +49,30 @@ class Released:
     frame: Frame
     number: int
     lost_before: int
+
+
+@dataclass(frozen=True)
+class FrameRun:
+    """Consecutive frames of one stream released together (``Receiver.feed_many``): the
+    first one's frame number, then +1 each, none lost before them."""
+
+    stream: str
+    number: int  # unwrapped sequence number of the first frame
+    seq: np.ndarray  # u16 per frame
+    t_device_ns: np.ndarray  # int64 per frame
+    n: np.ndarray  # samples per axis, per frame
+    samples: np.ndarray  # (axes, Σn) float64, physical units; NaN while the sensor was off
+    sensor_off: np.ndarray  # bool per frame
+
+    def frames(self) -> list[Frame]:
+        """The run as single frames (for the frame-by-frame path)."""
+        ends = np.cumsum(self.n)
+        return [
+            Frame(self.stream, int(q), int(t), self.samples[:, e - k : e], bool(o), 0)
+            for q, t, k, e, o in zip(
+                self.seq, self.t_device_ns, self.n, ends, self.sensor_off, strict=True
+            )
+        ]
 
 
 class SequenceTracker:
@@ -89,6 +120,25 @@ class SequenceTracker:
         while self._held and max(self._held) - self._next >= self.window:
             out += self._skip_to(self._next + 1)  # give up on one frame at a time
         return out, None
+
+    def release_run(self, seqs: np.ndarray, sensor_off: int) -> int | None:
+        """``accept`` for frames that just continue the stream (the number expected next,
+        then +1 each, nothing held): the state moves as ``accept`` would move it frame by
+        frame, and the first frame's number is returned; None (nothing changed) otherwise."""
+        if self._held or self._pending_lost or not len(seqs):
+            return None
+        if len(seqs) > 1 and (np.diff(seqs.astype(np.int64)) % SEQ_MOD != 1).any():
+            return None
+        if self._next is None:
+            self._next = self._base = int(seqs[0])
+        elif self._unwrap(int(seqs[0])) != self._next:
+            return None
+        k, start = len(seqs), self._next
+        self._seen.extend(range(max(start, start + k - self._seen.maxlen), start + k))
+        self.stats.frames += k
+        self.stats.sensor_off += sensor_off
+        self._next += k
+        return start - self._base
 
     def _drain(self) -> list[Released]:
         out = []
@@ -144,15 +194,80 @@ class Receiver:
         if isinstance(item, Rejected):
             self._reject(item.reason, item.detail)
             return []
-        if not self._plausible_time(item):
-            return []
-        tracker = self.trackers.get(item.stream)
+        return self._accept(item)
+
+    def feed_many(self, frames: Sequence[bytes]) -> list[Released | FrameRun]:
+        """A batch of frames' bytes in; what ``feed`` would release for them one by one, with
+        each stream's uninterrupted stretch as one ``FrameRun`` (streams keep their order;
+        across streams, items come in the order their first frame was released)."""
+        batch = bulk.parse(frames)
+        items: list[tuple[int, Released | FrameRun]] = []
+        accepted = np.zeros(len(batch), bool)
+        for codec in self._codecs.values():
+            idx = np.flatnonzero(bulk.valid_for(batch, codec))
+            if not len(idx):
+                continue
+            accepted[idx] = True
+            run = self._run(batch, idx, codec)
+            if run is not None:
+                items.append((int(idx[0]), run))
+                continue
+            for i in idx:  # something irregular: frame by frame
+                items += [(int(i), r) for r in self._accept(decode(self._codecs, frames[i]))]
+        for i in np.flatnonzero(~accepted):
+            self.feed(frames[i])  # rejected, with codec.decode's reason
+        items.sort(key=lambda item: item[0])
+        return [item for _, item in items]
+
+    def _run(self, batch, idx: np.ndarray, codec) -> FrameRun | None:
+        """Valid frames ``idx`` of one stream released as a run, if they simply continue it."""
+        head = batch.heads[idx]
+        t_ns = head["t_ns"]
+        if (t_ns >= 1 << 62).any():
+            return None
+        t_ns = t_ns.astype(np.int64)
+        spec = self.profile.streams[codec.name]
+        tracker = self._tracker(codec.name)
+        last = self._last_t.get(codec.name)
+        per_frame = spec.wire.frame_samples / spec.rate_hz
+        prev_t = t_ns[:-1].astype(np.float64)
+        steps = np.ones(len(idx) - 1, np.int64)
+        if last is not None and tracker._next is not None:
+            number = tracker._unwrap(int(head["seq"][0])) - tracker._base
+            prev_t = np.concatenate([[float(last[1])], prev_t])
+            steps = np.concatenate([[number - last[0]], steps])
+            check = t_ns
+        else:
+            check = t_ns[1:]
+        expected = prev_t + steps * per_frame * 1e9
+        error = np.abs(check.astype(np.float64) - expected) / 1e9
+        if (error > self.max_clock_error_s + 0.01 * np.abs(steps) * per_frame).any():
+            return None  # an absurd timestamp: the frame-by-frame path rejects it
+        off = (head["flags"] & SENSOR_OFF_BIT) != 0
+        first = tracker.release_run(head["seq"], int(off.sum()))
+        if first is None:
+            return None  # not the stream's next frames: the frame-by-frame path orders them
+        samples, n, off = bulk.decode_payloads(batch, idx, codec)
+        self._last_t[codec.name] = (first + len(idx) - 1, int(t_ns[-1]))
+        return FrameRun(codec.name, first, head["seq"], t_ns, n, samples, off)
+
+    def _tracker(self, stream: str) -> SequenceTracker:
+        tracker = self.trackers.get(stream)
         if tracker is None:
-            spec = self.profile.streams[item.stream]
+            spec = self.profile.streams[stream]
             per_s = spec.rate_hz / spec.wire.frame_samples
-            tracker = self.trackers[item.stream] = SequenceTracker(
+            tracker = self.trackers[stream] = SequenceTracker(
                 max(8, math.ceil(self.window_s * per_s))
             )
+        return tracker
+
+    def _accept(self, item: Frame | Rejected) -> list[Released]:
+        if isinstance(item, Rejected):
+            self._reject(item.reason, item.detail)
+            return []
+        if not self._plausible_time(item):
+            return []
+        tracker = self._tracker(item.stream)
         out, reason = tracker.accept(item)
         if reason:
             self._reject(reason, f"{item.stream} seq {item.seq}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.devices.profile import DeviceProfile
-from edge.devices.receiver import Released
+from edge.devices.receiver import FrameRun, Released
 
 
 @dataclass
@@ -55,6 +55,27 @@ class SampleAssembler:
             x = x[:, drop:]
         self._next[f.stream] = max(expected, start + f.n)
         return Chunk(f.stream, x, None)
+
+    def add_run(self, run: FrameRun) -> Chunk:
+        """``add`` for a run of frames: one chunk, computed for all frames at once when they
+        tile the grid without a gap or an overlap (anything else goes frame by frame)."""
+        spec = self.profile.streams[run.stream]
+        if self.anchor_ns is None:
+            self.anchor_ns = int(run.t_device_ns[0])
+        offset_s = (run.t_device_ns - self.anchor_ns) / 1e9
+        if spec.timing == "timestamped":
+            within = np.arange(len(run.samples[0])) - np.repeat(np.cumsum(run.n) - run.n, run.n)
+            return Chunk(
+                run.stream, run.samples, np.repeat(offset_s, run.n) + within / spec.rate_hz
+            )
+        start = np.rint(offset_s * spec.rate_hz).astype(np.int64)
+        end = start + run.n
+        expected = np.maximum.accumulate(np.concatenate([[self._next.get(run.stream, 0)], end]))
+        if (start == expected[:-1]).all():
+            self._next[run.stream] = int(expected[-1])
+            return Chunk(run.stream, run.samples, None)
+        parts = [self.add(Released(f, 0, 0)).samples for f in run.frames()]
+        return Chunk(run.stream, np.concatenate(parts, axis=1), None)
 
     def state(self) -> dict:
         """Everything a restart needs (picklable): the anchor, next indices, counters."""

@@ -4,6 +4,8 @@ Weights are the torch state_dict's arrays (names as in ``training/models/mamba.p
 of B streams is two arrays, ``conv`` [B, layers, d_inner, d_conv-1] and ``h`` [B, layers,
 d_inner, d_state]; streams join or leave by concatenating or indexing rows, and a stream's
 snapshot is its rows. Everything is vectorised over the batch: one call steps every stream.
+``sequence`` steps one stream through many seconds at once (a replay): everything but the
+SSM recurrence runs over all seconds together, the recurrence is two array operations a second.
 """
 
 from __future__ import annotations
@@ -62,13 +64,45 @@ class NumpyMamba:
         conv = np.zeros((batch, self.n_layers, self.d_inner, self.d_conv - 1), np.float32)
         return conv, np.zeros((batch, self.n_layers, self.d_inner, self.d_state), np.float32)
 
-    def step(self, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
-        """x [B, 140] → (logits [B, classes], conv', h'); inputs are not modified."""
+    def _pre_mlp(self, x: np.ndarray) -> np.ndarray:
         out = np.asarray(x, np.float32) * self._bn_scale + self._bn_shift
         for i, (wt, b) in enumerate(self._pre):
             out = out @ wt + b
             if i < 3:
                 out = np.where(out > 0, out, 0.01 * out)  # LeakyReLU
+        return out
+
+    def sequence(self, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
+        """One stream, T seconds: x [T, 140], state of one stream (conv [1, ...], h [1, ...])
+        → (logits [T, classes], conv', h'), equal to T calls of ``step`` (to float rounding:
+        the matrix products run over T rows at once)."""
+        out = self._pre_mlp(x)
+        steps, keep = len(out), self.d_conv - 1
+        new_conv, new_h = np.empty_like(conv), np.empty_like(h)
+        for i, L in enumerate(self.layers):
+            u, z = np.split(_rms(out, L["norm"]) @ L["in"], 2, axis=-1)
+            window = np.concatenate([conv[0, i].T, u])  # [keep + T, d_inner], oldest first
+            u_c = window[:steps] * L["conv_w"][:, 0]
+            for k in range(1, self.d_conv):
+                u_c += window[k : k + steps] * L["conv_w"][:, k]
+            u_c = _silu(u_c + L["conv_b"])
+            dbc = u_c @ L["x"]
+            a, b = L["split"]
+            delta = _softplus(dbc[:, :a] @ L["dt_w"] + L["dt_b"])
+            decay = np.exp(delta[..., None] * L["A"])  # [T, d_inner, d_state]
+            hs = (delta * u_c)[..., None] * dbc[:, None, a:b]  # inputs, then the states
+            hs[0] += decay[0] * h[0, i]
+            for t in range(1, steps):  # the recurrence: h_t = decay_t · h_{t-1} + input_t
+                hs[t] += decay[t] * hs[t - 1]
+            y = (hs * dbc[:, None, b:]).sum(-1) + u_c * L["D"]
+            out = out + (y * _silu(z)) @ L["out"]
+            new_conv[0, i], new_h[0, i] = window[len(window) - keep :].T, hs[-1]
+        logits = _rms(out, self.norm) @ self.post[0] + self.post[1]
+        return logits, new_conv, new_h
+
+    def step(self, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
+        """x [B, 140] → (logits [B, classes], conv', h'); inputs are not modified."""
+        out = self._pre_mlp(x)
         new_conv, new_h = np.empty_like(conv), np.empty_like(h)
         for i, L in enumerate(self.layers):
             u, z = np.split(_rms(out, L["norm"]) @ L["in"], 2, axis=-1)

@@ -31,8 +31,21 @@ class StepModel(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
+def step_by_step(model: StepModel, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
+    """``sequence`` for a model without one: a batch-1 step per second, state carried."""
+    logits = []
+    for t in range(len(x)):
+        y, conv, h = model.step(x[t : t + 1], conv, h)
+        logits.append(y)
+    return (np.concatenate(logits) if logits else np.zeros((0, 0), np.float32)), conv, h
+
+
 class OnnxStepModel:
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    """onnxruntime step; with ``sequence_path`` (``onnx_fp32_seq``: a fixed number of
+    consecutive seconds of one stream per call) ``sequence`` runs a replay's queued seconds
+    that many at a time instead of one call a second."""
+
+    def __init__(self, path: Path, threads: int = 1, sequence_path: Path | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -41,6 +54,32 @@ class OnnxStepModel:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self._conv_shape, self._h_shape = shapes["conv"][1:], shapes["h"][1:]
+        self._seq = None
+        if sequence_path is not None:
+            self._seq = ort.InferenceSession(
+                str(sequence_path), options, providers=["CPUExecutionProvider"]
+            )
+            self._seq_steps = int(self._seq.get_inputs()[0].shape[0])
+
+    def sequence(self, features: np.ndarray, conv: np.ndarray, h: np.ndarray):
+        """One stream's consecutive seconds (features [T, F], state [1, ...]) → (logits [T, K],
+        state after them); the last call is zero-padded and its state read at its last real
+        second (the graph returns the state after every second)."""
+        x = np.ascontiguousarray(features, np.float32)
+        if self._seq is None:
+            return step_by_step(self, x, conv, h)
+        k, keep = self._seq_steps, self._conv_shape[-1]
+        logits = []
+        for a in range(0, len(x), k):
+            chunk = x[a : a + k]
+            m = len(chunk)
+            if m < k:
+                chunk = np.concatenate([chunk, np.zeros((k - m, x.shape[1]), np.float32)])
+            y, windows, states = self._seq.run(None, {"features": chunk, "conv": conv, "h": h})
+            logits.append(y[:m])
+            conv = np.ascontiguousarray(windows[:, m : m + keep].transpose(0, 2, 1)[None])
+            h = states[m - 1 : m]
+        return (np.concatenate(logits) if logits else np.zeros((0, 0), np.float32)), conv, h
 
     def initial_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -149,6 +188,9 @@ class NumpyStepModel:
     def step(self, features: np.ndarray, conv: np.ndarray, h: np.ndarray):
         return self.model.step(features, conv, h)
 
+    def sequence(self, features: np.ndarray, conv: np.ndarray, h: np.ndarray):
+        return self.model.sequence(features, conv, h)
+
 
 class Normalised:
     """Applies the manifest's fixed per-feature statistics before the model; NaN (a sensor
@@ -171,6 +213,16 @@ class Normalised:
     def step(self, features: np.ndarray, conv: np.ndarray, h: np.ndarray):
         return self.model.step(self.normalise(features), conv, h)
 
+    def sequence(self, features: np.ndarray, conv: np.ndarray, h: np.ndarray):
+        """One stream's consecutive seconds (features [T, F], state of one stream) → logits
+        [T, K] and its state after them: the backend's ``sequence`` where it has one (numpy;
+        onnxruntime fp32 with its sequence graph), else one batch-1 step a second; normalised
+        once for all T."""
+        x = self.normalise(features)
+        if hasattr(self.model, "sequence"):
+            return self.model.sequence(x, conv, h)
+        return step_by_step(self.model, x, conv, h)
+
 
 def load_step_model(
     manifest_path, backend: str = "onnxruntime", precision: str = "fp32", threads: int = 1
@@ -191,7 +243,12 @@ def load_step_model(
             manifest.file(block) if block in manifest.data["files"] else None,
         )
     else:
-        model = OnnxStepModel(manifest.file(f"onnx_{precision}"), threads)
+        seq = "onnx_fp32_seq" if precision == "fp32" else None
+        model = OnnxStepModel(
+            manifest.file(f"onnx_{precision}"),
+            threads,
+            manifest.file(seq) if seq in manifest.data["files"] else None,
+        )
     norm = manifest.data["normalisation"]
     wrapped = Normalised(model, norm["mean"], norm["std"])
     wrapped.classes = manifest.classes

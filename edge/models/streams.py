@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 
-from edge.models.step_runner import StepModel
+from edge.models.step_runner import StepModel, step_by_step
 
 
 class StreamBank:
@@ -67,15 +67,16 @@ class StreamBank:
 
     def step_sequence(self, stream: Hashable, inputs: np.ndarray) -> np.ndarray:
         """Consecutive seconds of one stream (inputs [m, F], oldest first) → logits [m, K],
-        its state carried through them: one batch-1 call per second without the per-call
-        bookkeeping of ``step`` (the common case of one device with a few seconds queued)."""
+        its state carried through them, without the per-call bookkeeping of ``step`` (the common
+        case of one device with seconds queued): the model's ``sequence`` where it has one,
+        else one batch-1 call per second."""
         row = self._rows[stream]
         conv, h = self.conv[row : row + 1], self.h[row : row + 1]
         x = np.asarray(inputs, np.float32)
-        logits = np.empty((len(x), len(self.model.classes)), np.float32)
-        for t in range(len(x)):
-            y, conv, h = self.model.step(x[t : t + 1], conv, h)
-            logits[t] = y[0]
+        if hasattr(self.model, "sequence"):
+            logits, conv, h = self.model.sequence(x, conv, h)
+        else:
+            logits, conv, h = step_by_step(self.model, x, conv, h)
         self.conv[row], self.h[row] = conv[0], h[0]
         self.calls += len(x)
         self.stream_steps += len(x)

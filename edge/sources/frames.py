@@ -28,8 +28,22 @@ class FrameList:
             raise ValueError(f"cannot resume at frame {position} of {len(self.frames)}")
         self.position = position
 
+    @property
+    def paced(self) -> bool:
+        return self.times is not None and bool(self.speed)
+
+    def batches(self, size: int = 4096) -> Iterator[list[bytes]]:
+        """Unpaced: the frames in lists of up to ``size`` (a replay decodes a list at once);
+        ``position`` moves past each list as it is handed out."""
+        if self.paced:
+            raise ValueError("a paced frame list is handed out frame by frame")
+        while self.position < len(self.frames):
+            batch = self.frames[self.position : self.position + size]
+            self.position += len(batch)
+            yield batch
+
     def __iter__(self) -> Iterator[bytes]:
-        paced = self.times is not None and self.speed
+        paced = self.paced
         if paced:
             start = self.times[self.position] if self.position < len(self.frames) else 0.0
             t0 = time.monotonic() - start / self.speed

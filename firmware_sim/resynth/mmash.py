@@ -38,11 +38,11 @@ def clock_s(days: list[str], clock: list[str]) -> np.ndarray:
     day = np.array(days, dtype=np.float64)
     if (day < 1).any():
         day = np.where(day < 1, day[day >= 1].max(initial=1.0) + 1, day)
-    out = np.empty(len(clock))
-    for i, c in enumerate(clock):
-        parts = [float(p) for p in c.split(":")] + [0.0]
-        out[i] = 86400.0 * (day[i] - 1) + 3600 * parts[0] + 60 * parts[1] + parts[2]
-    return out
+    fields = np.char.partition(np.char.partition(np.asarray(clock, dtype=str), ":")[:, 2], ":")
+    hours = np.char.partition(np.asarray(clock, dtype=str), ":")[:, 0]
+    seconds = np.where(fields[:, 2] == "", "0", fields[:, 2])
+    hms = np.stack([hours, fields[:, 0], seconds]).astype(np.float64)
+    return 86400.0 * (day - 1) + 3600 * hms[0] + 60 * hms[1] + hms[2]
 
 
 def anchored_beats(ibi: np.ndarray, stamp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +59,13 @@ def anchored_beats(ibi: np.ndarray, stamp: np.ndarray) -> tuple[np.ndarray, np.n
 
     ibi = np.asarray(ibi, np.float64)
     stamp = np.asarray(stamp, np.float64)
+    if ibi.ndim != 1 or ibi.shape != stamp.shape or not ibi.size:
+        raise ValueError(
+            f"need as many beat stamps as intervals, at least one (got {ibi.shape} intervals, "
+            f"{stamp.shape} stamps)"
+        )
+    if not np.isfinite(ibi).all() or not np.isfinite(stamp).all():
+        raise ValueError("beat intervals and stamps must be finite numbers")
     local_median = median_filter(ibi, size=ARTEFACT_WINDOW, mode="nearest")
     valid = (ibi >= IBI_RANGE_S[0]) & (ibi <= IBI_RANGE_S[1])
     valid &= np.abs(ibi - local_median) <= ARTEFACT_DEVIATION * local_median
