@@ -232,8 +232,8 @@ class Receiver:
         per_frame = spec.wire.frame_samples / spec.rate_hz
         prev_t = t_ns[:-1].astype(np.float64)
         steps = np.ones(len(idx) - 1, np.int64)
-        if last is not None and tracker._next is not None:
-            number = tracker._unwrap(int(head["seq"][0])) - tracker._base
+        if last is not None:  # the stream has released frames: check the first against them
+            number = tracker.number(int(head["seq"][0]))
             prev_t = np.concatenate([[float(last[1])], prev_t])
             steps = np.concatenate([[number - last[0]], steps])
             check = t_ns
