@@ -55,3 +55,23 @@ def run_chunked(
         outs.append(op.push(x[..., sl]))
     outs.append(op.flush())
     return cat(outs)
+
+
+def sequence_in_pieces(model, x: np.ndarray, points: list[int]):
+    """A step model's ``sequence`` over ``x`` [T, F] cut at ``points``, one stream's state
+    carried from piece to piece → (logits [T, K], conv, h)."""
+    conv, h = model.initial_state(1)
+    got = []
+    for s in pieces(len(x), points):
+        if s.stop > s.start:
+            y, conv, h = model.sequence(x[s], conv, h)
+            got.append(y)
+    return np.concatenate(got), conv, h
+
+
+def stepped_state(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One stream's (conv, h) after stepping ``x`` [T, F] one second a call."""
+    conv, h = model.initial_state(1)
+    for t in range(len(x)):
+        _, conv, h = model.step(x[t : t + 1], conv, h)
+    return conv, h

@@ -15,15 +15,16 @@ from edge.devices.samples import SampleAssembler
 from firmware_sim.device import VirtualDevice
 from firmware_sim.faults import FaultPlan, apply_faults
 from firmware_sim.resynth import walch_night
+from tests.streaming import pieces
 
 ANNE = load_device("anne")
 NIGHT = walch_night("46343", max_epochs=4).recording  # bundled night, first 2 minutes
 
 
 def batches(items: list, cuts: list[int]) -> list[list]:
-    """``items`` cut at the sorted positions ``cuts``."""
-    edges = [0, *sorted(c % (len(items) + 1) for c in cuts), len(items)]
-    return [items[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    """``items`` cut at ``cuts`` (taken modulo the length, in any order)."""
+    points = sorted(c % (len(items) + 1) for c in cuts)
+    return [items[s] for s in pieces(len(items), points)]
 
 
 def corrupt(data: bytes, how: int) -> bytes:

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.models.mamba_numpy import NumpyMamba
+from tests.streaming import cuts, sequence_in_pieces, stepped_state
 from training.models.mamba import MambaStager, state_floats
 
 
@@ -130,22 +131,15 @@ def test_exported_onnx_step_equals_torch_over_10000_carried_steps(model, tmp_pat
 
 
 @settings(max_examples=6, deadline=None)
-@given(cuts=st.lists(st.integers(1, 2999), max_size=12))
-def test_exported_onnx_sequence_graph_in_any_chunks_equals_torch(cuts, model, sequence_graph):
+@given(data=st.data())
+def test_exported_onnx_sequence_graph_in_any_chunks_equals_torch(data, model, sequence_graph):
     """``onnx_fp32_seq`` (32 seconds a call, the last call zero-padded, the state read at its
     last real second), fed a stream in random chunks: torch's full-sequence forward (≤ 1e-4
     on logits over 3,000 carried seconds) and the state the step graph carries."""
     runner, x, want = sequence_graph
-    conv, h = runner.initial_state(1)
-    got = []
-    for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(x)], strict=True):
-        if b > a:
-            y, conv, h = runner.sequence(x[a:b], conv, h)
-            got.append(y)
-    np.testing.assert_allclose(np.concatenate(got), want, atol=1e-4, rtol=0)
-    c1, h1 = runner.initial_state(1)
-    for t in range(len(x)):
-        _, c1, h1 = runner.step(x[t : t + 1], c1, h1)
+    got, conv, h = sequence_in_pieces(runner, x, data.draw(cuts(len(x))))
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    c1, h1 = stepped_state(runner, x)
     np.testing.assert_allclose(conv, c1, atol=1e-5, rtol=0)
     np.testing.assert_allclose(h, h1, atol=1e-5, rtol=0)
 

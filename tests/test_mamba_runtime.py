@@ -16,6 +16,7 @@ from edge.models.step_runner import load_step_model
 from edge.models.streams import StreamBank
 from edge.ops.epochs import reference_aggregate
 from edge.staging import FrameStager
+from tests.streaming import cuts, sequence_in_pieces, stepped_state
 from training.data.anne import epoch_logits, resynth_walch, stream_columns
 from training.evaluate_mamba import load_weights
 from training.splits import load as load_split
@@ -164,24 +165,16 @@ def test_a_run_of_seconds_of_one_stream_equals_its_steps_and_leaves_the_others(h
 
 
 @settings(max_examples=10, deadline=None)
-@given(cuts=st.lists(st.integers(1, 599), max_size=8))
-def test_numpy_sequence_in_any_chunks_equals_its_steps(cuts, held_out):
+@given(data=st.data())
+def test_numpy_sequence_in_any_chunks_equals_its_steps(data, held_out):
     """The numpy backend's ``sequence`` (time-parallel but for the SSM recurrence, used when a
     replay queues many seconds) in random chunks, state carried: the logits and the final
     state of one step a second, to float rounding (1e-5)."""
     model = load_step_model(MANIFEST, "numpy")
     x = held_out.x[2000:2600]  # ten minutes mid-night
-    want = stepped(model, x)
-    conv, h = model.initial_state(1)
-    got = []
-    for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(x)], strict=True):
-        if b > a:
-            y, conv, h = model.sequence(x[a:b], conv, h)
-            got.append(y)
-    np.testing.assert_allclose(np.concatenate(got), want, atol=1e-5, rtol=0)
-    c2, h2 = model.initial_state(1)
-    for t in range(len(x)):
-        _, c2, h2 = model.step(x[t : t + 1], c2, h2)
+    got, conv, h = sequence_in_pieces(model, x, data.draw(cuts(len(x))))
+    np.testing.assert_allclose(got, stepped(model, x), atol=1e-5, rtol=0)
+    c2, h2 = stepped_state(model, x)
     np.testing.assert_allclose(h, h2, atol=1e-5, rtol=0)
     np.testing.assert_allclose(conv, c2, atol=1e-5, rtol=0)
 
