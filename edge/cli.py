@@ -341,7 +341,8 @@ def run_fleet_cli(args, profile, manifest: Path) -> int:
         f"edge-run: {stats.devices_finished} devices, {stats.epochs:,} epochs, "
         f"{stats.frames:,} frames in {stats.batches:,} batches; model {stats.model_seconds:.2f} s"
         + (
-            f" in {bank.calls:,} calls of {bank.stream_steps / max(bank.calls, 1):.1f} devices"
+            f" in {bank.calls:,} calls of {bank.stream_steps / max(bank.calls, 1):.2f} devices"
+            f" ({bank.stream_steps:,} device-seconds)"
             if bank is not None
             else ""
         )
