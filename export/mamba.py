@@ -221,11 +221,16 @@ def _entry(path: Path) -> dict:
     return {"path": path.name, "sha256": sha256(path), "bytes": path.stat().st_size}
 
 
+def _torch_logits(model: MambaStager, x: np.ndarray) -> np.ndarray:
+    """torch's full-sequence forward over x [T, F] (normalised) → logits [T, K]."""
+    with torch.no_grad():
+        return model(torch.from_numpy(x)[None])[0].numpy()
+
+
 def _torch_and_stepped(model: MambaStager, runner, x: np.ndarray):
     """Logits of torch's full forward and of ``runner`` stepped over ``x`` [T, F] one second at
     a time with its state carried (the runtime's own runner, fed normalised features)."""
-    with torch.no_grad():
-        want = model(torch.from_numpy(x)[None])[0].numpy()
+    want = _torch_logits(model, x)
     conv, h = runner.initial_state(1)
     got = np.empty_like(want)
     for t in range(len(x)):
@@ -241,8 +246,7 @@ def carried_parity(model: MambaStager, runner, x: np.ndarray) -> float:
 
 def sequence_parity(model: MambaStager, runner, x: np.ndarray, chunk: int = 1000) -> float:
     """max |Δ logits| between torch and ``runner.sequence`` fed ``chunk`` seconds a call."""
-    with torch.no_grad():
-        want = model(torch.from_numpy(x)[None])[0].numpy()
+    want = _torch_logits(model, x)
     conv, h = runner.initial_state(1)
     got = []
     for a in range(0, len(x), chunk):

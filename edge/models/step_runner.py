@@ -31,6 +31,14 @@ class StepModel(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
+def run_sequence(model: StepModel, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
+    """One stream's consecutive seconds x [T, F] → (logits [T, K], conv', h'): the model's own
+    ``sequence`` where it has one, else ``step_by_step``."""
+    if hasattr(model, "sequence"):
+        return model.sequence(x, conv, h)
+    return step_by_step(model, x, conv, h)
+
+
 def step_by_step(model: StepModel, x: np.ndarray, conv: np.ndarray, h: np.ndarray):
     """``sequence`` for a model without one: a batch-1 step per second, state carried."""
     logits = []
@@ -218,10 +226,7 @@ class Normalised:
         [T, K] and its state after them: the backend's ``sequence`` where it has one (numpy;
         onnxruntime fp32 with its sequence graph), else one batch-1 step a second; normalised
         once for all T."""
-        x = self.normalise(features)
-        if hasattr(self.model, "sequence"):
-            return self.model.sequence(x, conv, h)
-        return step_by_step(self.model, x, conv, h)
+        return run_sequence(self.model, self.normalise(features), conv, h)
 
 
 def load_step_model(

@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 
-from edge.models.step_runner import StepModel, step_by_step
+from edge.models.step_runner import StepModel, run_sequence
 
 
 class StreamBank:
@@ -21,7 +21,9 @@ class StreamBank:
         self.model = model
         self._rows: dict[Hashable, int] = {}
         self.conv, self.h = model.initial_state(0)
-        self.calls = 0  # model calls made, and stream-steps they carried (mean batch size)
+        # batched steps made and stream-steps they carried (mean batch size); one stream's
+        # seconds run as a sequence count one step each, however few calls the backend makes
+        self.calls = 0
         self.stream_steps = 0
 
     def __contains__(self, stream: Hashable) -> bool:
@@ -73,10 +75,7 @@ class StreamBank:
         row = self._rows[stream]
         conv, h = self.conv[row : row + 1], self.h[row : row + 1]
         x = np.asarray(inputs, np.float32)
-        if hasattr(self.model, "sequence"):
-            logits, conv, h = self.model.sequence(x, conv, h)
-        else:
-            logits, conv, h = step_by_step(self.model, x, conv, h)
+        logits, conv, h = run_sequence(self.model, x, conv, h)
         self.conv[row], self.h[row] = conv[0], h[0]
         self.calls += len(x)
         self.stream_steps += len(x)
