@@ -61,7 +61,14 @@ class StageListener:
         self.client.loop_stop()
 
 
-def level(n: int, seconds: float, speed: float = 1.0, stagger_s: float = EPOCH_S) -> dict:
+def level(
+    n: int,
+    seconds: float,
+    speed: float = 1.0,
+    stagger_s: float = EPOCH_S,
+    bundle_s: float = 0.25,
+    one_message: bool = True,
+) -> dict:
     """One N: run the fleet, return the delays and the engine's costs."""
     from firmware_sim.gateway import device_ids, start_offsets
     from tests.mosquitto import Broker
@@ -84,14 +91,18 @@ def level(n: int, seconds: float, speed: float = 1.0, stagger_s: float = EPOCH_S
             [*_pinned(1), sys.executable, "-m", "firmware_sim.cli", "--device", "anne",
              "--transport", "mqtt", "--broker", f"127.0.0.1:{broker.port}", "--device-id",
              "dev", "--devices", str(n), "--stagger", str(stagger_s), "--duration",
-             str(seconds), "--speed", str(speed)],
+             str(seconds), "--speed", str(speed), "--bundle", str(bundle_s),
+             *(["--one-message"] if one_message and bundle_s > 0 else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )  # fmt: skip
         first = gw.stdout.readline()  # "gateway started at T": the devices go live now
         cpu0, wall0 = _cpu_seconds(edge.pid), time.monotonic()
+        threads0 = _thread_cpu_seconds(edge.pid)
         rest, gw_err = gw.communicate()
         gw_out = first + rest
         cpu_play = _cpu_seconds(edge.pid) - cpu0  # while the devices were live
+        threads = _thread_cpu_seconds(edge.pid)
+        threads = {k: v - threads0.get(k, 0.0) for k, v in threads.items()}
         wall_play = time.monotonic() - wall0
         peak_kib = _wait_peak_rss(edge.pid)
         _, status, usage = os.wait4(edge.pid, 0)
@@ -134,16 +145,43 @@ def level(n: int, seconds: float, speed: float = 1.0, stagger_s: float = EPOCH_S
         "engine_cpu_share_live": cpu_play / wall_play,
         "engine_ms_per_device_second": cpu_play / (n * seconds) * 1e3,
         "engine_peak_rss_mib": peak_kib / 1024,
+        "engine_cpu_share_by_thread": {k: v / wall_play for k, v in threads.items() if v > 0},
         "mean_batch": float(batch),
         "gateway_late_s": late,
+        "bundle_s": bundle_s,
+        "one_message": one_message and bundle_s > 0,
+        "messages": int(gw_out.split(" devices in ")[1].split(" messages")[0].replace(",", "")),
+        "handovers": _count(edge_out, " hand-overs"),
         "held": bool(missing == 0 and np.percentile(delays_arr, 99) <= 1.0),
     }
+
+
+def _count(text: str, label: str) -> int:
+    """The number printed just before ``label`` in edge-run's summary (-1 if absent)."""
+    if label not in text:
+        return -1
+    return int(text.split(label)[0].rsplit(" ", 1)[1].replace(",", ""))
 
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a running process (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of the process's main thread (decoding, operators, model) and of its other
+    threads together (paho's network thread, the publisher's, the report writer)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = "main" if task.name == str(pid) else "other threads"
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + cpu
+    return out
 
 
 def _wait_peak_rss(pid: int) -> int:
@@ -176,11 +214,13 @@ def ladder(
     speed: float = 1.0,
     stagger_s: float = EPOCH_S,
     echo=print,
+    bundle_s: float = 0.25,
+    one_message: bool = True,
 ) -> dict:
     """Raise N along ``counts`` until a level is not held; the largest N held."""
     levels = []
     for n in counts:
-        r = level(n, seconds, speed, stagger_s)
+        r = level(n, seconds, speed, stagger_s, bundle_s, one_message)
         levels.append(r)
         echo(
             f"(b) {n:5d} live devices: p50 {r['delay_p50_s']:.2f} s, p99 {r['delay_p99_s']:.2f} s"
@@ -188,10 +228,18 @@ def ladder(
             f"{r['epochs_missing']}; engine {100 * r['engine_cpu_share_live']:.0f} % of a core "
             f"({r['engine_ms_per_device_second']:.2f} ms per device-second), "
             f"peak RSS {r['engine_peak_rss_mib']:.0f} MiB, mean batch {r['mean_batch']:.1f}; "
+            + ", ".join(f"{k} {100 * v:.0f} %" for k, v in r["engine_cpu_share_by_thread"].items())
+            + "; "
+            f"{r['messages']:,} messages, {r['handovers']:,} hand-overs; "
             f"gateway at most {r['gateway_late_s']:.2f} s late"
             + ("" if r["held"] else "  <- not held")
         )
         if not r["held"]:
             break
     held = [r["devices"] for r in levels if r["held"]]
-    return {"levels": levels, "largest_held": max(held) if held else 0}
+    return {
+        "levels": levels,
+        "largest_held": max(held) if held else 0,
+        "bundle_s": bundle_s,
+        "one_message": one_message and bundle_s > 0,
+    }

@@ -380,6 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--live-seconds", type=float, default=120.0, help="(b): night length")
     ap.add_argument("--live-only", action="store_true", help="only (b)")
+    ap.add_argument(
+        "--bundle",
+        type=float,
+        default=0.25,
+        help="(b): the gateway batches the frames of every S seconds (0: a message per frame)",
+    )
+    ap.add_argument(
+        "--per-device",
+        action="store_true",
+        help="(b): one message per device per window on its bundle topic (default: all "
+        "devices' frames of a window in one gateway message)",
+    )
     args = ap.parse_args(argv)
     if args.live_only:
         r = {"machine": machine_info()}
@@ -392,7 +404,11 @@ def main(argv: list[str] | None = None) -> int:
 
         echo = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
         seconds = 60.0 if args.quick else args.live_seconds
-        r["live"] = ladder(counts, seconds, stagger_s=1.0 if args.quick else 30.0, echo=echo)
+        stagger_s = 1.0 if args.quick else 30.0
+        r["live"] = ladder(
+            counts, seconds, stagger_s=stagger_s, echo=echo, bundle_s=args.bundle,
+            one_message=not args.per_device,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(r, indent=1))
         return 0

@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         " live mqtt/ble sources, for low delay; 1 for sim/replay, for throughput); the output"
         " is the same",
     )
+    p.add_argument(
+        "--hold",
+        type=float,
+        default=40.0,
+        help="with --device-id +: at most N s of a device's frames held and then decoded and "
+        "pushed in one batch; each epoch's frames are handed over as soon as it can be staged, "
+        "so this bounds memory, not delay (0: each frame as it comes); the output is the same",
+    )
     p.add_argument("--out", type=Path, default=Path("edge-out"), help="output directory")
     p.add_argument(
         "--speed",
@@ -333,13 +341,21 @@ def run_fleet_cli(args, profile, manifest: Path) -> int:
         source.close()
         raise
     fleet = Fleet(
-        make_session, bank, args.out, _config(args), args.checkpoint_every, args.resume, publisher
+        make_session,
+        bank,
+        args.out,
+        _config(args),
+        args.checkpoint_every,
+        args.resume,
+        publisher,
+        args.hold,
     )
     print(f"edge-run: staging every {profile.name} device on {source.description}", flush=True)
     stats = run_fleet(source, fleet, echo=lambda line: print(line, flush=True))
     print(
         f"edge-run: {stats.devices_finished} devices, {stats.epochs:,} epochs, "
-        f"{stats.frames:,} frames in {stats.batches:,} batches; model {stats.model_seconds:.2f} s"
+        f"{stats.frames:,} frames in {stats.batches:,} batches, {stats.handovers:,} hand-overs;"
+        f" model {stats.model_seconds:.2f} s"
         + (
             f" in {bank.calls:,} calls of {bank.stream_steps / max(bank.calls, 1):.2f} devices"
             f" ({bank.stream_steps:,} device-seconds)"

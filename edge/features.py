@@ -102,7 +102,7 @@ class FramePipeline:
         for routes in self._routes.values():
             for slot, chain, _, is_stft in routes:
                 out = chain.flush()
-                if out is not None and out.ndim >= 2:
+                if out is not None and out.ndim >= (3 if is_stft else 2):  # else never fed
                     self._assembler.add(slot, _flatten_frames(out, is_stft))
         out = self._assembler.flush()
         return out if out is not None else np.zeros((self.width, 0))

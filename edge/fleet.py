@@ -2,7 +2,10 @@
 
 One ``Session`` and one ``NightWriter`` per device id heard on the broker, each writing to
 ``<out>/<device-id>/`` exactly what a one-device ``edge-run`` writes (epochs, checkpoints,
-reports at the device's end). Step models share one ``StreamBank``: after each batch of frames,
+reports at the device's end). A device's frames are held (``FrameHold``) until they reach the
+point where its next epoch can be staged, then decoded and pushed in one batch: a live device
+costs what a replayed one does, and each epoch comes out as soon as its last samples are in.
+Step models share one ``StreamBank``: after each batch of frames,
 every device whose seconds completed is stepped in one batched model call (``step_together``),
 so the model's cost per device-second falls as the fleet grows. A device joins on its first
 frame (from its checkpoint with ``--resume``) and leaves when it says ``finished``; a later frame
@@ -21,7 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.fleet_hold import FrameHold
 from edge.models.streams import StreamBank
+from edge.pipeline_lead import output_lead_s
 from edge.run import CHECKPOINT, NightWriter, RunResult
 from edge.session import Session
 from edge.staging import FrameStager, step_together
@@ -40,12 +45,23 @@ class FleetStats:
     batches: int = 0
     epochs: int = 0
     model_seconds: float = 0.0
+    handovers: int = 0  # held frames handed to a session at once (frames / handovers: batch)
     finished: dict[str, RunResult] = field(default_factory=dict)  # complete after close()
+
+
+@dataclass
+class _Device:
+    session: Session
+    writer: NightWriter
+    started: float  # perf_counter at join
+    hold: FrameHold
 
 
 class Fleet:
     """``make_session(bank, device_id)`` builds one device's session (its stager on ``bank``
-    when the model steps); ``publisher`` (a ``StagePublisher``) is shared by every device."""
+    when the model steps); ``publisher`` (a ``StagePublisher``) is shared by every device.
+    ``hold_s``: the most device time of frames held per device (0: each frame is decoded and
+    pushed as it comes)."""
 
     def __init__(
         self,
@@ -56,11 +72,13 @@ class Fleet:
         checkpoint_every: int = 20,
         resume: bool = False,
         publisher=None,
+        hold_s: float = 10.0,
     ) -> None:
-        self.make_session, self.bank = make_session, bank
+        self.make_session, self.bank, self.hold_s = make_session, bank, hold_s
         self.out, self.config = out, config
         self.checkpoint_every, self.resume, self.publisher = checkpoint_every, resume, publisher
-        self.devices: dict[str, tuple[Session, NightWriter, float]] = {}
+        self.devices: dict[str, _Device] = {}
+        self._lead_s: float | None = None  # the pipeline's lead, measured on the first device
         self.stats = FleetStats()
         self._touched: set[str] = set()
         self._reports = ThreadPoolExecutor(1, thread_name_prefix="fleet-reports")
@@ -71,9 +89,27 @@ class Fleet:
         device = self.devices.get(device_id) or self._join(device_id)
         if device is None:
             return
-        session, writer, _ = device
         self.stats.frames += 1
-        self._write(writer, session.feed(data))  # per-epoch models stage at once
+        if device.hold.add(data, self._due_ns(device.session)):
+            self._hand_over(device_id, device)
+
+    def _due_ns(self, session: Session) -> int | None:
+        """Device time every stream must reach before the session's next epoch can be staged
+        (None before the session has its time anchor)."""
+        anchor = session.assembler.anchor_ns
+        if anchor is None:
+            return None
+        end_s = (session.next_index + 1) * session.epoch_s + self._lead_s
+        return anchor + int(round(end_s * 1e9))
+
+    def _hand_over(self, device_id: str, device: _Device) -> None:
+        frames = device.hold.take()
+        if not frames:
+            return
+        self.stats.handovers += 1
+        session = device.session
+        records = session.feed(frames[0]) if len(frames) == 1 else session.feed_many(frames)
+        self._write(device.writer, records)  # per-epoch models stage at once
         self._touched.add(device_id)
 
     def _write(self, writer: NightWriter, records: list, tail: bool = False) -> None:
@@ -86,23 +122,28 @@ class Fleet:
         self.stats.batches += 1
         touched = [d for d in self._touched if d in self.devices]
         self._touched.clear()
-        stagers = [self.devices[d][0].stager for d in touched]
+        stagers = [self.devices[d].session.stager for d in touched]
         framed = [s for s in stagers if isinstance(s, FrameStager) and s.deferred]
         if framed:
             t0 = time.perf_counter()
             step_together(framed)
             self.stats.model_seconds += time.perf_counter() - t0
         for d in touched:
-            session, writer, _ = self.devices[d]
-            self._write(writer, session.collect())
+            device = self.devices[d]
+            self._write(device.writer, device.session.collect())
+            device.hold.stepped()
 
     def finish(self, device_id: str) -> Future | None:
         """The device's night is over: stage its tail and free its state now; its reports are
         written in the background (the returned future gives its ``RunResult``)."""
-        device = self.devices.pop(device_id, None)
+        device = self.devices.get(device_id)
         if device is None:
             return None
-        session, writer, t0 = device
+        if device.hold.frames:  # what it sent last, staged before its tail
+            self._hand_over(device_id, device)
+            self.step()
+        del self.devices[device_id]
+        session, writer, t0 = device.session, device.writer, device.started
         try:
             self._write(writer, session.finish(), tail=True)
         finally:
@@ -132,6 +173,15 @@ class Fleet:
             if self.publisher is not None:
                 self.publisher.close()
 
+    @staticmethod
+    def stream_rates(session: Session) -> dict[int, float]:
+        """Wire code → sample rate of the streams the session's pipeline uses."""
+        return {
+            s.wire.code: s.rate_hz
+            for name, s in session.profile.streams.items()
+            if s.wire is not None and name in session.pipeline.streams
+        }
+
     def _join(self, device_id: str):
         if not SAFE_ID.match(device_id):  # it names a folder: no path tricks
             self.stats.rejected_ids += 1
@@ -143,9 +193,12 @@ class Fleet:
         out = self.out / device_id
         resume = self.resume and (out / CHECKPOINT).exists()
         session = self.make_session(self.bank, device_id)
+        if self._lead_s is None:
+            self._lead_s = output_lead_s(type(session.pipeline)(session.spec))
         publisher = self.publisher.for_device(device_id) if self.publisher else None
         writer = NightWriter(out, session, self.config, self.checkpoint_every, resume, publisher)
-        self.devices[device_id] = (session, writer, time.perf_counter())
+        hold = FrameHold(self.stream_rates(session), self.hold_s)
+        self.devices[device_id] = _Device(session, writer, time.perf_counter(), hold)
         self.stats.devices_joined += 1
         log.info("device %s joined%s", device_id, " (resumed)" if resume else "")
         return self.devices[device_id]

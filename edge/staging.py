@@ -328,18 +328,9 @@ class _Seconds:
 
 def step_together(stagers: list[FrameStager]) -> None:
     """Step every queued second of ``stagers`` (all on one bank): second t of each stager's
-    queue goes through one batched model call with second t of the others."""
-    work = [(s, s.pending_inputs()) for s in stagers]
-    work = [(s, x) for s, x in work if len(x)]
-    out: dict[Hashable, np.ndarray] = {}
-    if len(work) == 1:  # one device with queued seconds: nothing to batch with
-        only, x = work[0]
-        out[only.stream_id] = only.bank.step_sequence(only.stream_id, x)
-    elif work:
-        bank = work[0][0].bank
-        out = {s.stream_id: np.empty((len(x), len(s.model.classes)), np.float32) for s, x in work}
-        for t in range(max(len(x) for _, x in work)):
-            for sid, row in bank.step({s.stream_id: x[t] for s, x in work if len(x) > t}).items():
-                out[sid][t] = row
+    queue goes through one batched model call with second t of the others, or a long queue
+    through one sequence call, whichever the bank finds cheaper (``StreamBank.step_queues``)."""
+    work = {s.stream_id: s.pending_inputs() for s in stagers}
+    out = stagers[0].bank.step_queues(work) if stagers else {}
     for s in stagers:
         s.accept(out.get(s.stream_id, np.zeros((0, len(s.model.classes)), np.float32)))

@@ -75,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stagger", type=float, default=1.0, help="--devices: spread the N starts over S seconds"
     )
+    p.add_argument(
+        "--bundle",
+        type=float,
+        default=0.0,
+        help="--devices: batch each device's frames of every S seconds into one MQTT message "
+        "on its bundle topic, as a gateway does (default 0: a message per frame)",
+    )
+    p.add_argument(
+        "--one-message",
+        action="store_true",
+        help="--devices with --bundle: every S seconds, all devices' frames in one message on "
+        "the gateway's topic (sleepedge/v1/<device-id>/gateway), for a fleet engine",
+    )
     p.add_argument("--speed", type=_speed, default=1.0, help="N × real time, or 'max'")
     p.add_argument("--duration", type=float, help="play only the first N seconds")
     p.add_argument("--seed", type=int, default=0)
@@ -130,7 +143,14 @@ def _run_gateway(args) -> int:
 
     profile = load_device(args.device)
     ids = device_ids(args.device_id, args.devices)
-    gateway = Gateway(profile, BrokerAddress.parse(args.broker), ids, args.stagger)
+    gateway = Gateway(
+        profile,
+        BrokerAddress.parse(args.broker),
+        ids,
+        args.stagger,
+        bundle_s=args.bundle,
+        one_message=args.device_id if args.one_message else None,
+    )
     try:
         _, _, deliveries, _ = _prepare(args)
         sent = gateway.play(
@@ -141,8 +161,9 @@ def _run_gateway(args) -> int:
     finally:
         acked = gateway.close()
     print(
-        f"firmware-sim: gateway published {sent:,} frames of {len(ids)} devices "
-        f"({'all' if acked else 'NOT all'} acknowledged), at most {gateway.late_s:.3f} s late"
+        f"firmware-sim: gateway published {sent:,} frames of {len(ids)} devices in "
+        f"{gateway.messages_sent:,} messages ({'all' if acked else 'NOT all'} acknowledged), "
+        f"at most {gateway.late_s:.3f} s late"
     )
     return 0 if acked else 1
 

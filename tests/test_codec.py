@@ -1,6 +1,7 @@
 """The open frame format: round trips, a decoder fuzz, and the receiver's ordering and counts."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,8 +14,12 @@ from edge.devices.codec import (
     Frame,
     Rejected,
     StreamCodec,
+    bundle,
     decode,
     encode,
+    gateway,
+    unbundle,
+    ungateway,
 )
 from edge.devices.receiver import Receiver, SequenceTracker
 
@@ -207,3 +212,33 @@ def test_absurd_timestamp_is_rejected():
     bad = frames_for("temp_chest", [3], t0_ns=10**13)[0]  # 3 hours ahead of its place
     assert rx.feed(bad) == []
     assert rx.counts()["rejected:absurd timestamp"] == 1
+
+
+@given(st.lists(st.binary(min_size=1, max_size=244), max_size=20), st.data())
+def test_bundle_round_trip_and_a_cut_keeps_whole_frames(frames, data):
+    packed = bundle(frames)
+    assert unbundle(packed) == (frames, None)
+    cut = data.draw(st.integers(0, len(packed)))
+    got, defect = unbundle(packed[:cut])
+    ends = np.cumsum([1 + len(f) for f in frames]).tolist()
+    whole = sum(end <= cut for end in ends)
+    assert got == frames[:whole]
+    assert (defect is None) == (cut in [0, *ends])  # a cut between frames is a shorter bundle
+
+
+def test_bundle_refuses_frames_it_cannot_carry_and_flags_zero_lengths():
+    with pytest.raises(ValueError, match="1..244 bytes"):
+        bundle([b"x" * 245])
+    assert unbundle(b"\x01a\x00rest") == ([b"a"], "zero frame length at byte 2")
+
+
+def test_gateway_message_round_trip_and_a_cut_keeps_whole_entries():
+    entries = [("dev-0001", [b"ab", b"c"]), ("dev-0002", []), ("é", [b"x" * 244])]
+    packed = gateway(entries)
+    got, defect = ungateway(packed)
+    assert defect is None
+    assert [(d, unbundle(b)[0]) for d, b in got] == entries
+    got, defect = ungateway(packed[:-1])
+    assert [d for d, _ in got] == ["dev-0001", "dev-0002"] and "runs past the end" in defect
+    assert ungateway(b"\x00")[1] == "bad device entry at byte 0"
+    assert ungateway(b"\x01\xff\x00\x00\x00\x00")[1] == "device id at byte 0 is not UTF-8"

@@ -65,11 +65,13 @@ def interleave(fleet, frames, ids, start=0, stop=None, rng=None):
         fleet.step()
 
 
-def test_fleet_batches_devices_and_equals_each_night_alone(night, tmp_path):
+@pytest.mark.parametrize("hold_s", [0.0, 10.0])
+def test_fleet_batches_devices_and_equals_each_night_alone(night, tmp_path, hold_s):
+    """Frame by frame (hold 0) or held until each epoch is due (hold 10 s): the same epochs."""
     reference = alone(night, tmp_path / "alone")
     make, model = factory()
     bank = StreamBank(model)
-    fleet = Fleet(make, bank, tmp_path / "fleet", {}, checkpoint_every=0)
+    fleet = Fleet(make, bank, tmp_path / "fleet", {}, checkpoint_every=0, hold_s=hold_s)
     ids = ["dev-a", "dev-b", "dev-c", "dev-d"]
     interleave(fleet, night, ids)
     assert len(bank) == 4
@@ -86,7 +88,30 @@ def test_fleet_batches_devices_and_equals_each_night_alone(night, tmp_path):
             )
         assert (tmp_path / "fleet" / d / "hypnogram.edf").exists()
     assert bank.stream_steps == 4 * SECONDS
-    assert bank.calls < 2 * SECONDS  # the four devices' seconds shared model calls
+    if hold_s == 0:
+        assert bank.calls < 2 * SECONDS  # the four devices' seconds shared model calls
+        assert fleet.stats.handovers == fleet.stats.frames
+    else:  # a hand-over every ≤ 10 s of a device's frames and one when each epoch is due
+        assert fleet.stats.handovers <= 4 * (SECONDS // 10 + SECONDS // 30 + 2)
+
+
+def test_held_frames_are_handed_over_as_soon_as_each_epoch_is_due(night, tmp_path):
+    """An epoch comes out of a holding fleet on the same frame as out of a session pushed
+    every 0.25 s (the live default), or a frame or two later — never seconds later."""
+    emitted_at = {}
+    for hold_s in (0.0, 10.0):
+        make, model = factory(0.25)
+        fleet = Fleet(make, StreamBank(model), tmp_path / f"h{hold_s}", {}, 0, hold_s=hold_s)
+        at = []
+        for k, data in enumerate(night):
+            fleet.feed("dev", data)
+            fleet.step()
+            at += [k] * (fleet.stats.epochs - len(at))
+        fleet.close()
+        emitted_at[hold_s] = np.array(at[: SECONDS // 30 - 1])  # the last one: at the close
+    assert len(emitted_at[0.0]) == SECONDS // 30 - 1
+    late = emitted_at[10.0] - emitted_at[0.0]
+    assert (late >= 0).all() and late.max() <= 3, late  # ~18 frames a second
 
 
 def test_crashed_fleet_resumes_every_device_from_its_checkpoint(night, tmp_path):
@@ -119,7 +144,11 @@ def test_unsafe_device_ids_are_refused(tmp_path):
     assert not (tmp_path / "fleet").exists() or not any((tmp_path / "fleet").iterdir())
 
 
-def test_gateway_devices_over_mosquitto_into_one_engine(broker, tmp_path):
+@pytest.mark.parametrize("bundle_s", ["0", "0.25", "0.25 one"])
+def test_gateway_devices_over_mosquitto_into_one_engine(broker, tmp_path, bundle_s):
+    """A message per frame, each device's frames of every 0.25 s in one bundle, or all devices'
+    frames of every 0.25 s in one gateway message: every device's night comes out whole and
+    equal to the night staged alone."""
     n = 3
     cmd = [sys.executable, "-m", "edge.cli", "--source", "mqtt", "--device", "anne",
            "--device-id", "+", "--broker", f"127.0.0.1:{broker.port}", "--out",
@@ -136,11 +165,21 @@ def test_gateway_devices_over_mosquitto_into_one_engine(broker, tmp_path):
     sim = subprocess.run(
         [sys.executable, "-m", "firmware_sim.cli", "--device", "anne", "--transport", "mqtt",
          "--broker", f"127.0.0.1:{broker.port}", "--device-id", "gw", "--devices", str(n),
-         "--duration", str(SECONDS), "--speed", "30"],
+         "--duration", str(SECONDS), "--speed", "30", "--bundle", bundle_s.split()[0],
+         *(["--one-message"] if "one" in bundle_s else [])],
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert sim.returncode == 0, sim.stderr
-    assert f"published {n * 5350:,} frames of {n} devices (all acknowledged)" in sim.stdout
+    assert f"published {n * 5350:,} frames of {n} devices in " in sim.stdout
+    assert "(all acknowledged)" in sim.stdout
+    messages = int(sim.stdout.split(" devices in ")[1].split(" messages")[0].replace(",", ""))
+    if bundle_s == "0":
+        assert messages == n * 5350
+    elif bundle_s == "0.25":  # ~18 frames a second, bundled 4 times a second
+        assert n * SECONDS * 4 <= messages <= n * (SECONDS * 4 + 1)
+    else:  # all devices share each message: ≤ 4 a second of night (fewer at 30 × real time,
+        # where one 20-ms tick of the gateway's clock spans several windows)
+        assert SECONDS <= messages <= SECONDS * 4 + 2
     out, err = edge.communicate(timeout=240)
     assert edge.returncode == 0, err
     reference = alone_cli(tmp_path / "alone")
@@ -154,9 +193,8 @@ def test_gateway_devices_over_mosquitto_into_one_engine(broker, tmp_path):
     published, _ = stages.communicate(timeout=240)
     topics = [line.split(" ", 1)[0] for line in published.splitlines()]
     assert sorted(set(topics)) == [f"sleepedge/v1/gw-{k:04d}/stage" for k in range(1, n + 1)]
-    calls = int(out.split(" calls of ")[0].rsplit(" in ", 1)[1].replace(",", ""))
-    device_seconds = int(out.split(" devices (")[1].split(" device-seconds")[0].replace(",", ""))
-    assert calls < device_seconds  # some calls stepped several live devices' seconds together
+    handovers = int(out.split(" hand-overs")[0].rsplit(" ", 1)[1].replace(",", ""))
+    assert handovers <= n * (SECONDS // 30 + 2)  # held until each epoch was due, then decoded
 
 
 def alone_cli(out):
@@ -188,3 +226,16 @@ def test_pushing_sooner_stages_epochs_sooner_and_the_same(night):
     n = len(emitted[1.0][0])
     sooner = np.array(emitted[1.0][0]) - np.array(emitted[0.25][0][:n])
     assert (sooner >= 0).all() and np.median(sooner) >= 5  # ANNE sends ~18 frames a second
+
+
+def test_a_device_that_sent_only_garbage_ends_cleanly(tmp_path):
+    """Bytes that decode to nothing (e.g. a message on a topic the engine misread) give a night
+    with no epochs and counted rejections, not a crash at the end of the run."""
+    make, model = factory()
+    fleet = Fleet(make, StreamBank(model), tmp_path / "fleet", {})
+    for _ in range(3):
+        fleet.feed("dev", b"\x63garbage-bytes")
+    fleet.step()
+    fleet.close()
+    result = fleet.stats.finished["dev"]
+    assert result.epochs == 0 and result.counts["rejected:unknown stream"] == 3

@@ -7,6 +7,7 @@ import sys
 import time
 
 from edge.devices import load_device
+from edge.devices.codec import bundle
 from firmware_sim.device import VirtualDevice
 from firmware_sim.sources import synth_night
 from tests.mosquitto import first_message, tool
@@ -121,5 +122,38 @@ def test_frames_from_mosquitto_pub_are_decoded_and_garbage_is_counted(broker, tm
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["counts"]["frames"] == len(frames)
     assert sum(run["rejected_by_reason"].values()) == 1
+    epochs = (tmp_path / "out" / "epochs.jsonl").read_text().splitlines()
+    assert len(epochs) == 1 and json.loads(epochs[0])["stage"] >= 0
+
+
+def test_bundled_frames_are_unpacked_and_a_cut_bundle_keeps_its_whole_frames(broker, tmp_path):
+    """A gateway's bundles (``codec.bundle``) on the device's bundle topic: every frame is
+    staged as if sent alone; a bundle cut short mid-frame keeps the frames before the cut and
+    is counted with its reason."""
+    rec = synth_night("sleep-edf/SC4001", PSG, 0, 30).recording
+    frames = [fr.data for fr in VirtualDevice.from_recording(PSG, rec).frames()]
+    edge = start_edge_run(broker, "gw1", tmp_path / "out")
+    pub = [
+        tool("mosquitto_pub"),
+        "-p",
+        str(broker.port),
+        "-q",
+        "1",
+        "-t",
+        "sleepedge/v1/gw1/bundle",
+    ]
+    f = tmp_path / "bundle.bin"
+    half = len(frames) // 2
+    f.write_bytes(bundle(frames[:half]))
+    subprocess.run([*pub, "-f", str(f)], check=True)
+    cut = bundle(frames[half:])
+    f.write_bytes(cut + bundle(frames[:1])[:-3])  # a repeat of frame 0, cut 3 bytes short
+    subprocess.run([*pub, "-f", str(f)], check=True)
+    subprocess.run([*pub[:-2], "-t", "sleepedge/v1/gw1/status", "-m", "finished"], check=True)
+    out, err = edge.communicate(timeout=120)
+    assert edge.returncode == 0, err
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["counts"]["frames"] == len(frames) and run["counts"]["lost"] == 0
+    assert run["source_stats"]["bad_bundles"] == 1
     epochs = (tmp_path / "out" / "epochs.jsonl").read_text().splitlines()
     assert len(epochs) == 1 and json.loads(epochs[0])["stage"] >= 0

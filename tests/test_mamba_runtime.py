@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.models import ModelIntegrityError
+from edge.models.call_costs import CallCosts
 from edge.models.step_runner import load_step_model
 from edge.models.streams import StreamBank
 from edge.ops.epochs import reference_aggregate
@@ -230,3 +231,38 @@ def test_stager_snapshot_restores_mid_epoch(held_out_frames):
     b.restore(snap)
     rest_b = b.stage(held_out_frames[:, 145:]) + b.flush()
     assert len(first) == 4 and [r.to_json() for r in rest_a] == [r.to_json() for r in rest_b]
+
+
+@pytest.mark.parametrize(
+    "costs",
+    [
+        CallCosts(100.0, 5.0, (600.0, 600.0)),  # sequences cheap: long queues go alone
+        CallCosts(10.0, 1.0, (1e6, 1e6)),  # sequences dear: every queue shares steps
+    ],
+)
+def test_queued_seconds_give_the_same_logits_whichever_way_they_are_stepped(held_out, costs):
+    """``StreamBank.step_queues`` splits queues of different lengths between sequence calls
+    and shared steps as the call costs say; each stream's logits equal stepping it alone."""
+    model = load_step_model(MANIFEST, "onnxruntime")
+    lengths = {0: 40, 1: 3, 2: 0, 3: 17, 4: 1}
+    feats = {s: np.roll(held_out.x, 53 * s, axis=0)[:m] for s, m in lengths.items()}
+    bank = StreamBank(model)
+    bank.costs = costs
+    for s in feats:
+        bank.join(s)
+    got = bank.step_queues(feats)
+    assert sorted(got) == [s for s, m in lengths.items() if m]
+    for s, logits in got.items():
+        np.testing.assert_allclose(logits, stepped(model, feats[s]), atol=1e-5, rtol=0)
+    assert bank.stream_steps == sum(lengths.values())
+
+
+def test_plan_sends_long_queues_to_sequences_and_short_ones_to_shared_steps():
+    costs = CallCosts(step_us=130.0, per_stream_us=8.0, sequence_us=(680.0, 680.0))
+    assert costs.plan([30]) == 1  # one call instead of 30
+    assert costs.plan([3]) == 0  # three steps beat one sequence call
+    assert costs.plan([40, 30, 2, 1]) == 2  # the two long ones alone, the short ones together
+    assert costs.plan([4] * 50) == 0  # 4 shared calls carry all 50 streams
+    assert costs.sequence(33) == 680.0 + 680.0  # a second chunk of 32
+    numpy_like = CallCosts(260.0, 13.0, (260.0, 32 * 200.0))  # cost grows with the seconds
+    assert numpy_like.sequence(1) == 260.0 and numpy_like.sequence(32) == 6400.0

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from edge.devices.codec import (
-    _BIT_WEIGHTS,
     DELTA_BIT,
     FORMATS,
     HEADER_SIZE,
@@ -46,6 +46,18 @@ class FrameBatch:
 
     def __len__(self) -> int:
         return len(self.sizes)
+
+    @cached_property
+    def windows(self) -> np.ndarray:
+        """int64 at every byte offset: the 5 bytes from there, little-endian (40 bits hold
+        any delta of w ≤ 32 bits after a shift ≤ 7); zeros past the end. Built once per
+        batch, shared by its streams."""
+        n = len(self.buffer)
+        b = np.concatenate([self.buffer, np.zeros(4, np.uint8)]).astype(np.int64)
+        word = b[:n].copy()
+        for k in range(1, 5):
+            word |= b[k : n + k] << (8 * k)
+        return word
 
 
 def parse(frames: Sequence[bytes]) -> FrameBatch:
@@ -99,18 +111,38 @@ def _ints(rows: np.ndarray, fmt: int, count: int) -> np.ndarray:
     return np.where(u >= 1 << 23, u - (1 << 24), u)
 
 
-def _delta_rows(rows: np.ndarray, fmt: int, axes: int, n: int, w: int) -> np.ndarray:
-    """Delta-compressed payload rows (same n and width) → [k, n, axes] int64."""
-    k, ref = len(rows), WIDTH[fmt] * axes
-    count = (n - 1) * axes
-    ints = np.empty((k, n, axes), np.int64)
-    ints[:, 0] = _ints(rows, fmt, axes)
-    if count:
-        bits = np.unpackbits(rows[:, ref + 1 :], axis=1, bitorder="little")[:, : count * w]
-        u = bits.reshape(k, count, w).dot(_BIT_WEIGHTS[w])
-        u[u >= 1 << (w - 1)] -= 1 << w  # two's complement sign
-        ints[:, 1:] = u.reshape(k, n - 1, axes)
-    return np.cumsum(ints, axis=1, out=ints)
+def _segments(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ragged segments of ``lengths``: each element's segment and its index within it."""
+    seg = np.repeat(np.arange(len(lengths)), lengths)
+    return seg, np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def _delta_ints(
+    batch: FrameBatch, starts: np.ndarray, n: np.ndarray, w: np.ndarray, codec: StreamCodec
+) -> np.ndarray:
+    """Delta frames (payloads at ``starts``, n samples, width w each, any mix) → [Σn, axes]
+    int64 ADC values, in one pass: every delta is read from the 40-bit window at its first
+    byte (``FrameBatch.windows``), so frames of different widths and lengths need no grouping."""
+    a, fmt = codec.n_axes, codec.fmt
+    ref = WIDTH[fmt] * a
+    firsts = _ints(batch.buffer[starts[:, None] + np.arange(ref)], fmt, a)  # [k, a]
+    counts = (n - 1) * a
+    frame, within = _segments(counts)
+    width = w[frame]
+    bit = within * width
+    word = batch.windows[(starts + ref + 1)[frame] + (bit >> 3)]
+    u = (word >> (bit & 7)) & ((1 << width) - 1)
+    u -= (u >= 1 << (width - 1)) << width  # two's complement sign
+    ints = np.empty((int(n.sum()), a), np.int64)
+    first_row = np.cumsum(n) - n
+    is_first = np.zeros(len(ints), bool)
+    is_first[first_row] = True
+    ints[first_row] = firsts
+    ints[~is_first] = u.reshape(-1, a)
+    total = np.cumsum(ints, axis=0)
+    before = np.zeros((len(n), a), np.int64)
+    before[1:] = total[first_row[1:] - 1]
+    return total - np.repeat(before, n, axis=0)  # each frame's own running sum
 
 
 def decode_payloads(
@@ -123,20 +155,21 @@ def decode_payloads(
     off = (h["flags"] & SENSOR_OFF_BIT) != 0
     delta = (h["flags"] & DELTA_BIT) != 0
     body_start = batch.starts[idx] + HEADER_SIZE
-    body_len = batch.sizes[idx] - HEADER_SIZE
-    w = np.where(delta, _delta_width(batch, codec)[idx], 0)
     first = np.cumsum(n) - n
     a, fmt = codec.n_axes, codec.fmt
     out = np.empty((int(n.sum()), a), np.float64)  # sample-major, like the wire
-    key = ((body_len * 256 + n) * 64 + w) * 2 + delta
-    for group in np.unique(key):
-        sel = np.flatnonzero(key == group)
-        j = sel[0]
-        nn, length = int(n[j]), int(body_len[j])
-        rows = batch.buffer[body_start[sel, None] + np.arange(length)]
-        if delta[j]:
-            values = _delta_rows(rows, fmt, a, nn, int(w[j])) * codec.scale + codec.offset
-        elif fmt == _FLOAT32:
+    if delta.any():
+        d = np.flatnonzero(delta)
+        w = _delta_width(batch, codec)[idx[d]]
+        ints = _delta_ints(batch, body_start[d], n[d], w, codec)
+        _, within = _segments(n[d])
+        out[np.repeat(first[d], n[d]) + within] = ints * codec.scale + codec.offset
+    raw = ~delta
+    for nn in np.unique(n[raw]) if raw.any() else ():
+        sel = np.flatnonzero(raw & (n == nn))
+        nn = int(nn)
+        rows = batch.buffer[body_start[sel, None] + np.arange(nn * a * WIDTH[fmt])]
+        if fmt == _FLOAT32:
             values = rows.view("<f4").reshape(len(sel), nn, a).astype(np.float64)
         else:
             values = _ints(rows, fmt, nn * a).reshape(len(sel), nn, a) * codec.scale + codec.offset

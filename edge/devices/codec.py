@@ -19,6 +19,12 @@ framing with a per-stream sequence number added so that loss is detected, not gu
 
 Physical value = integer × scale + offset (both from the descriptor). The decoder never raises:
 ``decode`` returns a ``Frame`` or a ``Rejected`` with a reason from ``REASONS``.
+
+A gateway may batch one device's frames into one message (``bundle``): each frame preceded by
+its length (u8; a frame is ≤ 244 bytes). ``unbundle`` splits it back; a bundle cut short keeps
+every whole frame before the cut and says why the rest was lost. A gateway serving many devices
+may send all their bundles in one message (``gateway``): per device, its id's length (u8), the
+id (UTF-8), the bundle's length (u32) and the bundle; ``ungateway`` splits it the same way.
 """
 
 from __future__ import annotations
@@ -250,3 +256,65 @@ def decode(codecs: dict[int, StreamCodec], data: bytes) -> Frame | Rejected:
     return Frame(
         codec.name, seq, t_ns, np.ascontiguousarray(values, dtype=np.float64), sensor_off, size
     )
+
+
+def bundle(frames: list[bytes]) -> bytes:
+    """Frames → one message: ``len (u8) + frame`` for each."""
+    parts = []
+    for f in frames:
+        if not 0 < len(f) <= MAX_FRAME:
+            raise ValueError(f"a bundled frame is 1..{MAX_FRAME} bytes, got {len(f)}")
+        parts += [bytes([len(f)]), f]
+    return b"".join(parts)
+
+
+def unbundle(data: bytes) -> tuple[list[bytes], str | None]:
+    """One bundle → its frames, and None, or the whole frames before a defect and the reason
+    (a zero length, or a frame running past the end)."""
+    frames, at, view = [], 0, memoryview(data)
+    while at < len(data):
+        size = data[at]
+        if size == 0:
+            return frames, f"zero frame length at byte {at}"
+        if at + 1 + size > len(data):
+            return frames, f"frame of {size} bytes at byte {at} runs past the end ({len(data)})"
+        frames.append(bytes(view[at + 1 : at + 1 + size]))
+        at += 1 + size
+    return frames, None
+
+
+_GATEWAY_ENTRY = struct.Struct("<I")
+
+
+def gateway(bundles: list[tuple[str, list[bytes]]]) -> bytes:
+    """Several devices' frames → one message: ``id length (u8), id, bundle length (u32),
+    bundle`` per device."""
+    parts = []
+    for device_id, frames in bundles:
+        name = device_id.encode()
+        if not 0 < len(name) < 256:
+            raise ValueError(f"a device id is 1..255 bytes, got {device_id!r}")
+        body = bundle(frames)
+        parts += [bytes([len(name)]), name, _GATEWAY_ENTRY.pack(len(body)), body]
+    return b"".join(parts)
+
+
+def ungateway(data: bytes) -> tuple[list[tuple[str, bytes]], str | None]:
+    """One gateway message → ``(device id, bundle bytes)`` per device, and None or the reason
+    the rest was lost (the entries before a defect are kept)."""
+    entries, at = [], 0
+    while at < len(data):
+        size = data[at]
+        head_end = at + 1 + size + _GATEWAY_ENTRY.size
+        if size == 0 or head_end > len(data):
+            return entries, f"bad device entry at byte {at}"
+        try:
+            device_id = data[at + 1 : at + 1 + size].decode()
+        except UnicodeDecodeError:
+            return entries, f"device id at byte {at} is not UTF-8"
+        (length,) = _GATEWAY_ENTRY.unpack_from(data, at + 1 + size)
+        if head_end + length > len(data):
+            return entries, f"bundle of {device_id!r} runs past the end ({len(data)} bytes)"
+        entries.append((device_id, data[head_end : head_end + length]))
+        at = head_end + length
+    return entries, None

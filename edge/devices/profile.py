@@ -70,7 +70,9 @@ class BleSpec:
 
 @dataclass(frozen=True)
 class MqttSpec:
-    raw: str
+    raw: str  # one frame per message
+    bundle: str  # several frames of one device per message (``codec.bundle``)
+    gateway: str  # several devices' bundles per message, on the gateway's id (``codec.gateway``)
     stage: str
     status: str
 

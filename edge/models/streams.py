@@ -13,6 +13,7 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 
+from edge.models.call_costs import CallCosts
 from edge.models.step_runner import StepModel, run_sequence
 
 
@@ -25,6 +26,7 @@ class StreamBank:
         # seconds run as a sequence count one step each, however few calls the backend makes
         self.calls = 0
         self.stream_steps = 0
+        self.costs: CallCosts | None = None  # measured on the first ``step_queues``
 
     def __contains__(self, stream: Hashable) -> bool:
         return stream in self._rows
@@ -80,6 +82,30 @@ class StreamBank:
         self.calls += len(x)
         self.stream_steps += len(x)
         return logits
+
+    def step_queues(self, queues: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
+        """Every queued second of the named streams (inputs [m, F] each, oldest first) →
+        their logits [m, K]: the longest queues through ``step_sequence`` and the rest
+        second by second in shared ``step`` calls, as ``CallCosts.plan`` finds cheapest."""
+        queues = {s: x for s, x in queues.items() if len(x)}
+        if not queues:
+            return {}
+        if self.costs is None:
+            width = next(iter(queues.values())).shape[1]
+            self.costs = CallCosts.of(self.model, width)
+        order = sorted(queues, key=lambda s: len(queues[s]), reverse=True)
+        n_sequences = self.costs.plan([len(queues[s]) for s in order])
+        out = {s: self.step_sequence(s, queues[s]) for s in order[:n_sequences]}
+        shared = order[n_sequences:]
+        if shared:
+            k = len(self.model.classes)
+            for s in shared:
+                out[s] = np.empty((len(queues[s]), k), np.float32)
+            for t in range(len(queues[shared[0]])):
+                step = self.step({s: queues[s][t] for s in shared if len(queues[s]) > t})
+                for s, row in step.items():
+                    out[s][t] = row
+        return out
 
     def step(self, features: Mapping[Hashable, np.ndarray]) -> dict[Hashable, np.ndarray]:
         """One second for each named stream (features [F] each) → its logits [K]."""

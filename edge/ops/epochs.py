@@ -151,9 +151,12 @@ class EpochAggregator:
             mean = masked.sum(axis=-1) / np.maximum(valid.sum(axis=-1), 1)[..., None]
         scored = frac >= self.min_valid
         mean = np.where(scored[..., None], mean, np.nan)
-        stage = np.where(
-            scored, np.argmax(np.where(scored[..., None], mean, 0.0), axis=-1), UNSCORED
-        )
+        if mean.shape[-1] == 0:  # flushed without a push: no epochs, no classes known
+            stage = np.full(mean.shape[:-1], UNSCORED)
+        else:
+            stage = np.where(
+                scored, np.argmax(np.where(scored[..., None], mean, 0.0), axis=-1), UNSCORED
+            )
         return StagedEpochs(ep.index, mean, stage.astype(np.int64), frac, ep.partial)
 
     def push(self, logits: np.ndarray) -> StagedEpochs:

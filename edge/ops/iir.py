@@ -12,6 +12,7 @@ steady state of the next finite sample, exactly as if each finite run were its o
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -31,7 +32,18 @@ InitKind = Literal["steady", "zeros"]
 def design_butter(
     kind: FilterKind, fs: float, low: float | None = None, high: float | None = None, order: int = 2
 ) -> np.ndarray:
-    """Butterworth design as second-order sections, with clear errors for bad corners."""
+    """Butterworth design as second-order sections, with clear errors for bad corners.
+
+    Designs are cached: a fleet builds the same filters for every device that joins, and
+    scipy's design costs ~5 ms. Each caller gets its own copy (scipy's kernel wants it
+    writable)."""
+    return _butter(kind, float(fs), low, high, int(order)).copy()
+
+
+@lru_cache(maxsize=64)
+def _butter(
+    kind: FilterKind, fs: float, low: float | None, high: float | None, order: int
+) -> np.ndarray:
     if fs <= 0:
         raise ValueError(f"sample rate must be positive, got {fs}")
     nyq = fs / 2.0
@@ -53,7 +65,19 @@ def design_butter(
         raise ValueError(f"unknown filter kind {kind!r}")
     if order < 1:
         raise ValueError(f"filter order must be >= 1, got {order}")
-    return sps.butter(order, wn, btype=kind, fs=fs, output="sos")
+    return _read_only(sps.butter(order, wn, btype=kind, fs=fs, output="sos"))
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@lru_cache(maxsize=64)
+def _steady_zi(sos_bytes: bytes, sections: int) -> np.ndarray:
+    """``sosfilt_zi`` per design, cached like the design itself."""
+    sos = np.frombuffer(sos_bytes, np.float64).reshape(sections, 6)
+    return _read_only(sps.sosfilt_zi(sos))
 
 
 def _run_cascade(sos: np.ndarray, x2d: np.ndarray, zi: np.ndarray) -> np.ndarray:
@@ -83,7 +107,11 @@ class SOSFilter:
             raise ValueError(f"init must be 'steady' or 'zeros', got {init!r}")
         self.sos = sos
         self.init = init
-        self._zi_unit = sps.sosfilt_zi(sos) if init == "steady" else np.zeros((sos.shape[0], 2))
+        self._zi_unit = (
+            _steady_zi(sos.tobytes(), sos.shape[0])
+            if init == "steady"
+            else np.zeros((sos.shape[0], 2))
+        )
         self._lead: tuple[int, ...] | None = None
         self._zi: np.ndarray | None = None  # (n_rows, sections, 2)
         self._fresh: np.ndarray | None = None  # (n_rows,) bool: next finite sample restarts

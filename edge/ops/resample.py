@@ -18,6 +18,7 @@ non-finite (W inputs, < 0.5 s at 512 Hz); all other outputs are unaffected.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import gcd
 
 import numpy as np
@@ -26,11 +27,15 @@ import scipy.signal as sps
 from edge.ops.base import Snapshot, as_float_chunk, check_finished
 
 
+@lru_cache(maxsize=32)
 def default_fir(up: int, down: int) -> np.ndarray:
-    """The FIR ``resample_poly`` designs for (up, down), already scaled by ``up``."""
+    """The FIR ``resample_poly`` designs for (up, down), already scaled by ``up`` (cached and
+    read-only: every device joining a fleet needs the same ones)."""
     max_rate = max(up, down)
     half_len = 10 * max_rate
-    return sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+    h = sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * up
+    h.flags.writeable = False
+    return h
 
 
 def rational(fs_in: float, fs_out: float) -> tuple[int, int]:

@@ -1,4 +1,9 @@
-"""Frames from a gateway over MQTT: ``sleepedge/v1/<device-id>/raw/<stream>`` at QoS 1.
+"""Frames from a gateway over MQTT: ``sleepedge/v1/<device-id>/raw/<stream>`` at QoS 1, one
+frame per message, or ``sleepedge/v1/<device-id>/bundle``, several frames of the device per
+message (``codec.bundle``: a gateway batching what it heard); a fleet engine also hears
+``sleepedge/v1/<gateway-id>/gateway``, the bundles of all of a gateway's devices in one message
+(``codec.gateway``). A bundle cut short keeps its whole frames and is counted in
+``stats["bad_bundles"]`` with the reason logged.
 
 A persistent session (fixed client id, ``clean_start=False``, session expiry) keeps QoS 1 frames
 on the broker while we are away; paho reconnects by itself and ``on_connected`` subscribes
@@ -20,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from edge.devices.codec import unbundle, ungateway
 from edge.devices.profile import DeviceProfile
 from edge.net.mqtt import BrokerAddress, connect
 from edge.sources.frame_queue import FrameQueue
@@ -42,21 +48,23 @@ class MqttSource:
         if profile.mqtt is None:
             raise ValueError(f"device {profile.name!r} has no [mqtt] topics in its descriptor")
         self.description = f"MQTT {broker.host}:{broker.port} device {device_id}"
-        self.stats = {"received": 0, "dropped_queue_full": 0, "reconnects": 0}
+        self.stats = {"received": 0, "dropped_queue_full": 0, "reconnects": 0, "bad_bundles": 0}
         self._queue = FrameQueue(max_queue, self.stats)
         self._ended = threading.Event()
         self._quiet_s, self.idle_exit_s = quiet_s, idle_exit_s
         self._last_frame = time.monotonic()
         self._raw = profile.mqtt.topic("raw", device_id, "+")
+        self._bundle = profile.mqtt.topic("bundle", device_id)
         self._status = profile.mqtt.topic("status", device_id)
         self.engine_topic = profile.mqtt.topic("status", self._engine_id(device_id)) + "/engine"
         self._connects = 0
+        topics = [(t, 1) for t in (self._raw, self._bundle, self._status, *self._more(profile))]
 
         def subscribe(client) -> None:
             self._connects += 1
             self.stats["reconnects"] = self._connects - 1
             client.on_message = self._on_message  # before SUBSCRIBE: queued frames come at once
-            client.subscribe([(self._raw, 1), (self._status, 1)])
+            client.subscribe(topics)
 
         self.client = connect(
             broker,
@@ -71,6 +79,11 @@ class MqttSource:
     def _engine_id(device_id: str) -> str:
         return device_id
 
+    @staticmethod
+    def _more(profile: DeviceProfile) -> list[str]:
+        """Topics beyond the device's own (a fleet engine also hears gateways)."""
+        return []
+
     def _on_message(self, client, userdata, msg) -> None:
         if msg.topic == self._status:
             if msg.payload == b"finished" and not msg.retain:
@@ -80,7 +93,19 @@ class MqttSource:
                 log.info("device status: %s", msg.payload.decode(errors="replace"))
             return
         self._last_frame = time.monotonic()
-        self._queue.offer(msg.payload)
+        if msg.topic == self._bundle:
+            for frame in self._unbundle(msg):
+                self._queue.offer(frame)
+        else:
+            self._queue.offer(msg.payload)
+
+    def _unbundle(self, msg) -> list[bytes]:
+        frames, defect = unbundle(msg.payload)
+        if defect:
+            self.stats["bad_bundles"] += 1
+            log.warning("bad bundle on %s: %s (%d whole frames kept)", msg.topic, defect,
+                        len(frames))  # fmt: skip
+        return frames
 
     def _idle(self) -> bool:
         if self.idle_exit_s and self.stats["received"]:
@@ -124,7 +149,13 @@ class MqttFleetSource(MqttSource):
     ) -> None:
         template = profile.mqtt.raw.split("/") if profile.mqtt else []
         self._id_at = template.index("{device_id}") if "{device_id}" in template else -1
-        self._status_parts = profile.mqtt.status.split("/") if profile.mqtt else []
+        self._kinds = (
+            {  # a topic with its device id put back as the placeholder → its kind
+                getattr(profile.mqtt, kind): kind for kind in ("bundle", "gateway", "status")
+            }
+            if profile.mqtt
+            else {}
+        )
         self.max_batch = max_batch
         super().__init__(profile, broker, "+", **kw)
         self.description = f"MQTT {broker.host}:{broker.port} every device"
@@ -133,18 +164,43 @@ class MqttFleetSource(MqttSource):
     def _engine_id(device_id: str) -> str:
         return FLEET_ENGINE_ID
 
+    @staticmethod
+    def _more(profile: DeviceProfile) -> list[str]:
+        return [profile.mqtt.topic("gateway", "+")]
+
     def _on_message(self, client, userdata, msg) -> None:
         parts = msg.topic.split("/")
         if len(parts) <= self._id_at:
             return
         device_id = parts[self._id_at]
-        if len(parts) == len(self._status_parts):  # a device's status topic
+        parts[self._id_at] = "{device_id}"
+        kind = self._kinds.get("/".join(parts), "raw")
+        if kind == "status":
             if msg.payload == b"finished" and not msg.retain:
                 log.info("device %s finished", device_id)
                 self._queue.offer((device_id, None))
             return
         self._last_frame = time.monotonic()
-        self._queue.offer((device_id, msg.payload))
+        if kind == "bundle":
+            self._offer_bundle(device_id, msg.payload, msg.topic)
+        elif kind == "gateway":
+            entries, defect = ungateway(msg.payload)
+            if defect:
+                self.stats["bad_bundles"] += 1
+                log.warning("bad gateway message on %s: %s (%d devices kept)", msg.topic, defect,
+                            len(entries))  # fmt: skip
+            for device, payload in entries:
+                self._offer_bundle(device, payload, f"{msg.topic} for {device}")
+        else:
+            self._queue.offer((device_id, msg.payload))
+
+    def _offer_bundle(self, device_id: str, payload: bytes, where: str) -> None:
+        frames, defect = unbundle(payload)
+        if defect:
+            self.stats["bad_bundles"] += 1
+            log.warning("bad bundle on %s: %s (%d whole frames kept)", where, defect, len(frames))
+        if frames:
+            self._queue.offer((device_id, frames))  # one queue item; batches() unpacks it
 
     def batches(self) -> Iterator[list[tuple[str, bytes | None]]]:
         while not self._ended.is_set():
@@ -153,8 +209,13 @@ class MqttFleetSource(MqttSource):
                 if self._idle():
                     return
                 continue
-            batch = [first]
-            batch += self._queue.get_nowait_many(self.max_batch - 1)
+            items = [first, *self._queue.get_nowait_many(self.max_batch - 1)]
+            batch: list[tuple[str, bytes | None]] = []
+            for device_id, data in items:
+                if isinstance(data, list):  # a bundle's frames
+                    batch += [(device_id, frame) for frame in data]
+                else:
+                    batch.append((device_id, data))
             yield batch
 
     def __iter__(self):
