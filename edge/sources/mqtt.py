@@ -94,17 +94,17 @@ class MqttSource:
             return
         self._last_frame = time.monotonic()
         if msg.topic == self._bundle:
-            for frame in self._unbundle(msg):
+            for frame in self._unbundle(msg.payload, msg.topic):
                 self._queue.offer(frame)
         else:
             self._queue.offer(msg.payload)
 
-    def _unbundle(self, msg) -> list[bytes]:
-        frames, defect = unbundle(msg.payload)
+    def _unbundle(self, payload: bytes, where: str) -> list[bytes]:
+        """A bundle's whole frames; a defect is counted and logged with where it came from."""
+        frames, defect = unbundle(payload)
         if defect:
             self.stats["bad_bundles"] += 1
-            log.warning("bad bundle on %s: %s (%d whole frames kept)", msg.topic, defect,
-                        len(frames))  # fmt: skip
+            log.warning("bad bundle on %s: %s (%d whole frames kept)", where, defect, len(frames))
         return frames
 
     def _idle(self) -> bool:
@@ -195,10 +195,7 @@ class MqttFleetSource(MqttSource):
             self._queue.offer((device_id, msg.payload))
 
     def _offer_bundle(self, device_id: str, payload: bytes, where: str) -> None:
-        frames, defect = unbundle(payload)
-        if defect:
-            self.stats["bad_bundles"] += 1
-            log.warning("bad bundle on %s: %s (%d whole frames kept)", where, defect, len(frames))
+        frames = self._unbundle(payload, where)
         if frames:
             self._queue.offer((device_id, frames))  # one queue item; batches() unpacks it
 
