@@ -23,6 +23,8 @@ import numpy as np
 
 from edge.devices import DeviceProfile
 
+SCORING_EPOCH_S = 30  # a hypnogram's epoch (AASM, R&K): every recording's stages are per 30 s
+
 
 class RecordingError(ValueError):
     """A file cannot be played on this device; the message says which file and why."""
@@ -53,7 +55,7 @@ HYPNOGRAM_CODES = {
 }
 
 
-def read_hypnogram(path: Path, epoch_s: float = 30.0) -> np.ndarray:
+def read_hypnogram(path: Path, epoch_s: float = SCORING_EPOCH_S) -> np.ndarray:
     """Stage codes per epoch from an EDF+ hypnogram (annotations: onset, duration, text);
     epochs no annotation covers are -1. R&K stages 3 and 4 merge into N3."""
     import edfio
@@ -192,7 +194,7 @@ def _add_regular_times(rec: Recording, profile: DeviceProfile) -> None:
 
 def first_seconds(recording: Recording, seconds: float, profile: DeviceProfile) -> Recording:
     """The first ``seconds`` of a recording, rounded up to whole 30-s epochs."""
-    seconds = 30 * math.ceil(seconds / 30)
+    seconds = SCORING_EPOCH_S * math.ceil(seconds / SCORING_EPOCH_S)
     signals, times = {}, {}
     for name, x in recording.signals.items():
         t = recording.times.get(name)
@@ -200,7 +202,9 @@ def first_seconds(recording: Recording, seconds: float, profile: DeviceProfile) 
         signals[name] = x[..., :n]
         if t is not None:
             times[name] = t[:n]
-    stages = None if recording.stages is None else recording.stages[: int(seconds // 30)]
+    stages = (
+        None if recording.stages is None else recording.stages[: int(seconds // SCORING_EPOCH_S)]
+    )
     return dataclasses.replace(recording, signals=signals, times=times, stages=stages)
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-EPOCH_S = 30
+from firmware_sim.recordings import SCORING_EPOCH_S as EPOCH_S
+
 IBI_RANGE_S = (0.25, 2.0)  # 30–240 bpm; outside it an interval is a detection artefact
 BURST_BREAK_S = 1.5  # wall clock and summed intervals disagreeing by more: a hole
 ARTEFACT_WINDOW, ARTEFACT_DEVIATION = 11, 0.3  # an interval this far off its local median

@@ -32,11 +32,11 @@ import numpy as np
 
 from edge.devices import load_device
 from edge.features import reference_frame_features
+from firmware_sim.recordings import SCORING_EPOCH_S as EPOCH_S
 from firmware_sim.recordings import Recording, load_recording, read_hypnogram
 
 ANNE = load_device("anne")
 SPEC = ANNE.input("mamba")
-EPOCH_S = 30
 
 CLASS_NAMES = {
     5: ("W", "N1", "N2", "N3", "REM"),

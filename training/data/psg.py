@@ -27,7 +27,6 @@ from firmware_sim.recordings import Recording, load_recording
 
 PSG = load_device("psg")
 SPEC = PSG.input("ulw_sleepnet")
-EPOCH_S = 30
 
 
 @dataclass
