@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edge.checkpoint import CheckpointError
 from edge.devices import DeviceError, available_devices, load_device
+from edge.fleet_hold import DEFAULT_HOLD_S
 from edge.models import Manifest, ModelIntegrityError, load_epoch_model
 from edge.net.mqtt import BrokerAddress, MqttError
 
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hold",
         type=float,
-        default=40.0,
+        default=DEFAULT_HOLD_S,
         help="with --device-id +: at most N s of a device's frames held and then decoded and "
         "pushed in one batch; each epoch's frames are handed over as soon as it can be staged, "
         "so this bounds memory, not delay (0: each frame as it comes); the output is the same",

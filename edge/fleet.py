@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.fleet_hold import FrameHold
+from edge.fleet_hold import DEFAULT_HOLD_S, FrameHold
 from edge.models.streams import StreamBank
 from edge.pipeline_lead import output_lead_s
 from edge.run import CHECKPOINT, NightWriter, RunResult
@@ -72,7 +72,7 @@ class Fleet:
         checkpoint_every: int = 20,
         resume: bool = False,
         publisher=None,
-        hold_s: float = 10.0,
+        hold_s: float = DEFAULT_HOLD_S,
     ) -> None:
         self.make_session, self.bank, self.hold_s = make_session, bank, hold_s
         self.out, self.config = out, config
@@ -173,15 +173,6 @@ class Fleet:
             if self.publisher is not None:
                 self.publisher.close()
 
-    @staticmethod
-    def stream_rates(session: Session) -> dict[int, float]:
-        """Wire code → sample rate of the streams the session's pipeline uses."""
-        return {
-            s.wire.code: s.rate_hz
-            for name, s in session.profile.streams.items()
-            if s.wire is not None and name in session.pipeline.streams
-        }
-
     def _join(self, device_id: str):
         if not SAFE_ID.match(device_id):  # it names a folder: no path tricks
             self.stats.rejected_ids += 1
@@ -197,7 +188,7 @@ class Fleet:
             self._lead_s = output_lead_s(type(session.pipeline)(session.spec))
         publisher = self.publisher.for_device(device_id) if self.publisher else None
         writer = NightWriter(out, session, self.config, self.checkpoint_every, resume, publisher)
-        hold = FrameHold(self.stream_rates(session), self.hold_s)
+        hold = FrameHold.for_session(session, self.hold_s)
         self.devices[device_id] = _Device(session, writer, time.perf_counter(), hold)
         self.stats.devices_joined += 1
         log.info("device %s joined%s", device_id, " (resumed)" if resume else "")

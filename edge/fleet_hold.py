@@ -12,17 +12,16 @@ of device time (bounded memory and bounded delay when a stream falls silent).
 
 from __future__ import annotations
 
-import struct
+from edge.devices.codec import HEADER, HEADER_SIZE
 
-# stream code, device timestamp (ns) of the first sample, samples per axis (see edge.devices.codec)
-_HEADER = struct.Struct("<B3xQB")
 RETRY_S = 0.25  # a release that did not complete its epoch: try again this much later
+DEFAULT_HOLD_S = 40.0  # at most this much device time held per device (edge-run --hold)
 
 
 class FrameHold:
     """``rates`` maps the stream codes the pipeline uses to their sample rates (Hz)."""
 
-    def __init__(self, rates: dict[int, float], hold_s: float) -> None:
+    def __init__(self, rates: dict[int, float], hold_s: float = DEFAULT_HOLD_S) -> None:
         self.rates, self.hold_ns = rates, int(hold_s * 1e9)
         self.frames: list[bytes] = []
         self._reached: dict[int, int] = {}  # stream code → end (device ns) of its latest frame
@@ -39,9 +38,9 @@ class FrameHold:
         self.frames.append(data)
         if due_ns is None or self.hold_ns <= 0:
             return True
-        if len(data) < _HEADER.size:
+        if len(data) < HEADER_SIZE:
             return False
-        code, start_ns, n = _HEADER.unpack_from(data)
+        code, _, _, start_ns, n, _ = HEADER.unpack_from(data)
         rate = self.rates.get(code)
         if rate is None or n == 0:
             return False
@@ -59,6 +58,16 @@ class FrameHold:
                 self._retry_ns = reached + int(RETRY_S * 1e9)
                 return True
         return self._last_ns - self._first_ns >= self.hold_ns
+
+    @classmethod
+    def for_session(cls, session, hold_s: float = DEFAULT_HOLD_S) -> FrameHold:
+        """A hold that watches the wire streams ``session``'s pipeline uses."""
+        rates = {
+            s.wire.code: s.rate_hz
+            for name, s in session.profile.streams.items()
+            if s.wire is not None and name in session.pipeline.streams
+        }
+        return cls(rates, hold_s)
 
     def stepped(self) -> None:
         """The owner stepped the model after a release: the epoch it was for is staged now,
