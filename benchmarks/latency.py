@@ -3,9 +3,10 @@
 For every model variant available here: backend × precision, p50/p90/p99/min µs per call with
 warm-up, against torch eager on the same weights and input (the baseline a user would write).
 The bundled ULW-SleepNet is timed through the edge runtime exactly as edge-run calls it (the
-``predict`` of onnxruntime and LiteRT runners, int8 input scaling included). ``--json`` prints a
-list of records with ``model``, ``backend``, ``precision``, ``batch``, ``p50_us``, ``p90_us``,
-``p99_us``, ``min_us``, plus ``params``, ``macs`` and the model file's ``bytes``.
+``predict`` of the onnxruntime, LiteRT and native runners, int8 input scaling included).
+``--json`` prints a list of records with ``model``, ``backend``, ``precision``, ``batch``,
+``p50_us``, ``p90_us``, ``p99_us``, ``min_us``, plus ``params``, ``macs`` and the model file's
+``bytes``.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     common = {"model": "ulw_sleepnet", "params": manifest.data["params"]}
     common["macs"] = manifest.data["macs"]
     runners = {}
-    for key in ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8"):
+    for key in ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8", "native_fp32"):
         if key in files:
-            backend = {"onnx": "onnxruntime", "tflite": "litert"}[key.split("_")[0]]
+            backend = {"onnx": "onnxruntime", "tflite": "litert", "native": "native"}[
+                key.split("_")[0]
+            ]
             precision = key.split("_")[1]
             runners[(backend, precision, files[key]["bytes"])] = load_epoch_model(
                 manifest.path, backend, precision, threads=1
@@ -80,9 +83,10 @@ MAMBA = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
 
 def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     """The bundled causal Mamba step through the edge runtime — onnxruntime fp32/int8, LiteRT
-    fp32 (one invocation per stream), numpy — and torch eager's ``step`` on the same weights,
-    B streams per call with their state carried; ``per_stream_us`` = p50 / B. LiteRT runs a
-    batch in blocks of the manifest's block file (64 streams, the last block padded)."""
+    fp32 (one invocation per stream), native (the C kernel), numpy — and torch eager's
+    ``step`` on the same weights, B streams per call with their state carried;
+    ``per_stream_us`` = p50 / B. LiteRT runs a batch in blocks of the manifest's block file (64
+    streams, the last block padded)."""
     import torch
 
     from edge.models.manifest import Manifest
@@ -96,12 +100,10 @@ def mamba_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     common = {"model": "mamba_anne", "params": data["params"], "macs": data["linear_macs"]}
     common["flops"] = data["flops"]
     runners = {}
-    for key in ("onnx_fp32", "onnx_int8", "tflite_fp32", "numpy_weights"):
+    variants = {"onnx_fp32": ("onnxruntime", "fp32"), "onnx_int8": ("onnxruntime", "int8"),
+                "tflite_fp32": ("litert", "fp32"), "numpy_weights": ("native", "fp32")}  # fmt: skip
+    for key, (backend, precision) in [*variants.items(), ("numpy_weights", ("numpy", "fp32"))]:
         if key in data["files"]:
-            backend = {"onnx": "onnxruntime", "tflite": "litert", "numpy": "numpy"}[
-                key.split("_")[0]
-            ]
-            precision = "fp32" if key == "numpy_weights" else key.split("_")[1]
             # the backend's step under the normalisation wrapper: the inputs here are already
             # normalised features
             runner = load_step_model(manifest.path, backend, precision, threads=1).model

@@ -295,7 +295,7 @@ def anne_cost_growth(recording, marks: tuple[float, ...], window_s: int = 300) -
     return growth
 
 
-ANNE_BACKENDS = ("onnxruntime", "litert", "numpy")
+ANNE_BACKENDS = ("onnxruntime", "litert", "native", "numpy")
 
 
 def run_anne(hours: float, baseline_hours: float = 1.0) -> dict:

@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="bundled model name or a manifest .json (default per device)")
     p.add_argument(
         "--backend",
-        choices=["onnxruntime", "litert", "numpy"],
+        choices=["onnxruntime", "litert", "native", "numpy"],
         default="onnxruntime",
-        help="model runtime (numpy: the reference step, step models only)",
+        help="model runtime (native: C kernels built at install, fp32, the fastest for many "
+        "streams; numpy: the reference step, step models only)",
     )
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--threads", type=int, default=1, help="model intra-op threads")
@@ -306,7 +307,7 @@ def _stager_factory(manifest: Path, profile, args):
         return make_frame, spec, model
     if args.backend == "numpy":
         raise UsageError(
-            f"model {manifest.stem!r} has no numpy backend (use onnxruntime or litert)"
+            f"model {manifest.stem!r} has no numpy backend (use onnxruntime, litert or native)"
         )
     model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
     channels = [c.stream.name for c in spec.channels]

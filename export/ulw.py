@@ -6,8 +6,9 @@ external_data=False)``, dynamic batch, input ``epochs`` [B, 4, 3000] in physical
 sha256 and size of every file, inputs, outputs, classes, parameters, MACs, and whatever the
 training and evaluation summaries given say about data and metrics. Parity with torch is checked
 on export (max |Δ logits| recorded in the manifest). ONNX int8 is static QDQ (``export.quantize``),
-TFLite fp32 and int8 come from litert-torch (``export.tflite``); parity and int8 agreement on
-the calibration epochs are recorded in the manifest (held-out agreement: ``training.evaluate``).
+TFLite fp32 and int8 come from litert-torch (``export.tflite``), the native kernel's packed
+fp32 weights from ``export.ulw_native``; parity and int8 agreement on the calibration epochs are
+recorded in the manifest (held-out agreement: ``training.evaluate``).
 """
 
 from __future__ import annotations
@@ -169,7 +170,9 @@ def export_ulw(
     if evaluation and evaluation.exists():
         manifest["metrics"] = json.loads(evaluation.read_text())
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    return manifest
+    from export.ulw_native import add_native
+
+    return add_native(out)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:

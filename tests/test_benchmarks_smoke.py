@@ -20,7 +20,7 @@ def test_latency_benchmark_quick_json():
     assert {(r["backend"], r["precision"], r["batch"]) for r in mamba} == {
         (b, p, n)
         for b, p in [("numpy", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
-                     ("litert", "fp32"), ("torch-eager", "fp32")]
+                     ("litert", "fp32"), ("native", "fp32"), ("torch-eager", "fp32")]
         for n in (1, 16)
     }  # fmt: skip
     assert all(r["per_stream_us"] > 0 and r["flops"] > r["macs"] for r in mamba)
@@ -30,6 +30,7 @@ def test_latency_benchmark_quick_json():
         ("onnxruntime", "int8"),
         ("litert", "fp32"),
         ("litert", "int8"),
+        ("native", "fp32"),
         ("torch-eager", "fp32"),
     }
     assert all(r["params"] == 13_337 and r["macs"] == 3_498_352 for r in records)
@@ -43,7 +44,7 @@ def test_throughput_benchmark_quick_json():
     assert g["naive_over_streaming"] > 0 and g["streaming_us_per_epoch"] > 0
     assert r["anne"]["epochs"] == 60 and r["anne"]["x_real_time"] > 1
     backends = r["anne"]["backends"]
-    assert set(backends) == {"onnxruntime", "litert", "numpy"}
+    assert set(backends) == {"onnxruntime", "litert", "native", "numpy"}
     assert all(b["epochs"] == 60 and b["x_real_time"] > 1 for b in backends.values())
     assert r["anne"]["frame_by_frame"]["x_real_time"] > 1
     assert r["anne"]["state_bytes_per_stream"] > 1140 * 4  # operators + the recurrent state

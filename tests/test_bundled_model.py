@@ -36,7 +36,7 @@ def test_manifest_says_what_the_model_is():
     assert m["classes"] == ["W", "N1", "N2", "N3", "REM"]
     assert m["inputs"][0]["shape"] == ["batch", 4, 3000]
     assert set(m["files"]) == {"onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8",
-                               "torch_checkpoint"}  # fmt: skip
+                               "native_fp32", "torch_checkpoint"}  # fmt: skip
     assert all(len(f["sha256"]) == 64 for f in m["files"].values())
     assert m["training"]["train_nights"]  # provenance: which nights trained it
     test_nights = set(load("sleep-edf")["nights"]["test"])
@@ -44,7 +44,7 @@ def test_manifest_says_what_the_model_is():
     assert (MANIFEST.parent / "MODEL_CARD.md").exists()
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "native"])
 def test_fp32_files_equal_the_weights(backend, held_out, torch_logits):
     got = load_epoch_model(MANIFEST, backend, "fp32").predict(held_out)
     np.testing.assert_allclose(got, torch_logits, atol=1e-4)

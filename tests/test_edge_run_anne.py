@@ -111,7 +111,7 @@ def test_anne_over_a_real_mosquitto_equals_the_in_process_run(broker, tmp_path):
     assert len(got) == 20 and got == (ref / "epochs.jsonl").read_text().splitlines()
 
 
-@pytest.mark.parametrize("backend", ["litert", "numpy"])
+@pytest.mark.parametrize("backend", ["litert", "native", "numpy"])
 def test_other_backends_stage_the_same_night(tmp_path, clean, backend):
     ref, _ = clean
     edge_run(

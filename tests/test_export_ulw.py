@@ -35,6 +35,7 @@ def test_manifest_and_parity(exported):
     out, model, manifest = exported
     assert manifest["params"] == 13_337 and manifest["macs"] == 3_498_352
     assert manifest["parity"]["onnx_fp32_vs_torch_max_abs_logit"] <= 1e-4
+    assert manifest["parity"]["native_fp32_vs_torch_max_abs_logit"] <= 1e-4
     assert json.loads((out / "ulw_sleepnet.json").read_text())["files"]["onnx_fp32"]["sha256"]
     runner = load_epoch_model(out / "ulw_sleepnet.json")
     x = (np.random.default_rng(1).standard_normal((7, 4, 3000)) * 30).astype(np.float32)
@@ -97,12 +98,13 @@ def test_runtime_loads_without_torch(exported):
         sys.meta_path.insert(0, Block())
         import numpy as np
         from edge.models import load_epoch_model
-        m = load_epoch_model({str(out / "ulw_sleepnet.json")!r})
-        print(m.predict(np.zeros((2, 4, 3000), np.float32)).shape)
+        for backend in ("onnxruntime", "native"):
+            m = load_epoch_model({str(out / "ulw_sleepnet.json")!r}, backend)
+            print(m.predict(np.zeros((2, 4, 3000), np.float32)).shape)
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "(2, 5)"
+    assert r.stdout.split() == ["(2,", "5)", "(2,", "5)"]
 
 
 def test_int8_qdq_is_static_and_runs(exported, tmp_path):

@@ -49,7 +49,7 @@ def stepped(model, x):
     return out
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "numpy"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "native", "numpy"])
 def test_backends_equal_torch_over_10000_carried_steps(backend, held_out, torch_logits):
     x = held_out.x[:STEPS]
     assert np.isnan(x).any()  # the first seconds lack a temperature: normalised to 0 as live
@@ -57,10 +57,11 @@ def test_backends_equal_torch_over_10000_carried_steps(backend, held_out, torch_
     np.testing.assert_allclose(got, torch_logits[:STEPS], atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "native", "numpy"])
 def test_sequence_paths_equal_torch_over_10000_carried_seconds(backend, held_out, torch_logits):
-    """What a replay runs: the shipped sequence graph (onnxruntime, 32 s a call) and the numpy
-    time-parallel sequence, fed 777 seconds at a time with the state carried."""
+    """What a replay runs: the shipped sequence graph (onnxruntime, 32 s a call), the native
+    kernel's carried sequence and the numpy time-parallel sequence, fed 777 seconds at a time
+    with the state carried."""
     model = load_step_model(MANIFEST, backend)
     conv, h = model.initial_state(1)
     got = []
@@ -114,8 +115,9 @@ def test_a_modified_model_file_is_refused(tmp_path):
         load_step_model(copy / "mamba_anne.json", "onnxruntime")
 
 
-def test_many_streams_in_one_call_join_leave_and_move_by_snapshot(held_out):
-    model = load_step_model(MANIFEST, "onnxruntime")
+@pytest.mark.parametrize("backend", ["onnxruntime", "native"])
+def test_many_streams_in_one_call_join_leave_and_move_by_snapshot(backend, held_out):
+    model = load_step_model(MANIFEST, backend)
     rng = np.random.default_rng(0)
     x = held_out.x[:400]
     feats = {s: np.roll(x, 37 * s, axis=0) for s in range(5)}  # five different streams
@@ -165,19 +167,45 @@ def test_a_run_of_seconds_of_one_stream_equals_its_steps_and_leaves_the_others(h
     assert bank.stream_steps == 3 + 79 + 2 * 39
 
 
+@pytest.mark.parametrize("backend", ["numpy", "native"])
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
-def test_numpy_sequence_in_any_chunks_equals_its_steps(data, held_out):
-    """The numpy backend's ``sequence`` (time-parallel but for the SSM recurrence, used when a
-    replay queues many seconds) in random chunks, state carried: the logits and the final
-    state of one step a second, to float rounding (1e-5)."""
-    model = load_step_model(MANIFEST, "numpy")
+def test_sequence_in_any_chunks_equals_its_steps(backend, data, held_out):
+    """The numpy backend's ``sequence`` (time-parallel but for the SSM recurrence) and the
+    native kernel's (the state carried inside it), used when a replay queues many seconds, in
+    random chunks, state carried: the logits and the final state of one step a second, to float
+    rounding (1e-5)."""
+    model = load_step_model(MANIFEST, backend)
     x = held_out.x[2000:2600]  # ten minutes mid-night
     got, conv, h = sequence_in_pieces(model, x, data.draw(cuts(len(x))))
     np.testing.assert_allclose(got, stepped(model, x), atol=1e-5, rtol=0)
     c2, h2 = stepped_state(model, x)
     np.testing.assert_allclose(h, h2, atol=1e-5, rtol=0)
     np.testing.assert_allclose(conv, c2, atol=1e-5, rtol=0)
+
+
+def test_native_steps_many_streams_as_each_alone_and_checks_shapes(held_out):
+    """The native kernel steps each row with its own state: B = 300 streams in one call equal
+    each stream stepped alone (the pre-MLP's BLAS products may round differently by B: 1e-6),
+    and the inputs are left as they were."""
+    model = load_step_model(MANIFEST, "native")
+    rng = np.random.default_rng(1)
+    x = held_out.x[rng.integers(0, STEPS, 300)]
+    conv, h = model.initial_state(300)
+    for _ in range(3):  # non-zero states
+        _, conv, h = model.step(x[rng.permutation(300)], conv, h)
+    before = conv.copy(), h.copy()
+    logits, conv2, h2 = model.step(x, conv, h)
+    np.testing.assert_array_equal(conv, before[0])
+    np.testing.assert_array_equal(h, before[1])
+    for i in (0, 1, 150, 299):
+        one = model.step(x[i : i + 1], conv[i : i + 1], h[i : i + 1])
+        for a, b in zip(one, (logits, conv2, h2), strict=True):
+            np.testing.assert_allclose(a[0], b[i], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="states"):
+        model.step(x[:2], conv[:3], h[:3])
+    with pytest.raises(ValueError, match="state"):
+        model.model.step(x[:2], conv[:2, :2], h[:2])
 
 
 def _stager():

@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variants",
         help="with --manifest: BACKEND:PRECISION list; the first is the reference for agreement "
-        "(ulw default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8; mamba default: "
-        "onnxruntime:fp32,onnxruntime:int8,litert:fp32,numpy:fp32)",
+        "(ulw default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8,native:fp32; "
+        "mamba default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,native:fp32,numpy:fp32)",
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--manifest scores exported files on walch only")
     if args.model == "mamba":
         return _mamba(args)
-    args.variants = args.variants or "onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8"
+    args.variants = args.variants or (
+        "onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8,native:fp32"
+    )
     if args.manifest is not None:
         model = Variants(args.manifest, args.variants.split(","))
     elif not args.checkpoint.exists():
@@ -232,7 +234,9 @@ def _mamba(args) -> int:
         return _wake_sleep(args)
     variants = None
     if args.manifest is not None:
-        names = args.variants or "onnxruntime:fp32,onnxruntime:int8,litert:fp32,numpy:fp32"
+        names = args.variants or (
+            "onnxruntime:fp32,onnxruntime:int8,litert:fp32,native:fp32,numpy:fp32"
+        )
         variants = StepVariants(args.manifest, names.split(","))
     result = evaluate_walch(
         args.data, args.weights or WEIGHTS, args.max_nights, args.max_epochs, variants

@@ -1,7 +1,8 @@
 """Per-epoch model runners behind one interface: ``predict(epochs [B, C, T]) → logits [B, K]``.
 
-Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files) and LiteRT
-(``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``). Sessions run with
+Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files), LiteRT
+(``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``) and native (a C
+kernel built at install, ``edge/native``; ``native_fp32``, packed weights). Sessions run with
 a fixed number of intra-op threads (one by default: a Pi-class device stages one stream; a
 server batches many streams into one call). Every file's sha256 is checked against the
 manifest before it is read.
@@ -9,6 +10,7 @@ manifest before it is read.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -16,7 +18,7 @@ import numpy as np
 
 from edge.models.manifest import Manifest, ModelIntegrityError
 
-BACKENDS = {"onnxruntime": "onnx", "litert": "tflite"}
+BACKENDS = {"onnxruntime": "onnx", "litert": "tflite", "native": "native"}
 PRECISIONS = ("fp32", "int8")
 
 
@@ -93,6 +95,35 @@ class LiteRTEpochModel:
         return y.astype(np.float32)
 
 
+class NativeEpochModel:
+    """ULW-SleepNet through the compiled fp32 kernel (``edge/native/ulw_sleepnet.c``), one
+    thread, the GIL released while it runs; weights are the packed array ``export.ulw_native``
+    writes (BatchNorm, shortcuts and head folded)."""
+
+    shape = [4, 3000]
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        from edge.native import kernel
+
+        self._kernel = kernel("ulw_sleepnet")
+        weights = np.load(path, allow_pickle=False)
+        if weights.dtype != np.float32 or weights.shape != (self._kernel.WEIGHT_COUNT,):
+            raise ModelIntegrityError(
+                f"{path}: {weights.dtype} {weights.shape} is not the native ULW-SleepNet's "
+                f"packed weights (float32 [{self._kernel.WEIGHT_COUNT}])"
+            )
+        self._weights = weights
+        self._work = np.empty(self._kernel.WORK_FLOATS, np.float32)
+        self._lock = threading.Lock()  # one scratch buffer; the kernel runs without the GIL
+
+    def predict(self, epochs: np.ndarray) -> np.ndarray:
+        x = _check_input(epochs, self.shape)
+        logits = np.empty((len(x), 5), np.float32)
+        with self._lock:
+            self._kernel.forward(self._weights, x, logits, self._work)
+        return logits
+
+
 def load_epoch_model(
     manifest_path, backend: str = "onnxruntime", precision: str = "fp32", threads: int = 1
 ) -> EpochModel:
@@ -101,10 +132,14 @@ def load_epoch_model(
         raise ModelIntegrityError(f"unknown backend {backend!r} (choose from {sorted(BACKENDS)})")
     if precision not in PRECISIONS:
         raise ModelIntegrityError(f"unknown precision {precision!r} (choose from {PRECISIONS})")
+    if backend == "native" and precision != "fp32":
+        raise ModelIntegrityError("the native backend runs fp32 only (use --precision fp32)")
     manifest = Manifest.load(manifest_path)
     path = manifest.file(f"{BACKENDS[backend]}_{precision}")  # sha256 checked here
     if backend == "litert":
         model: EpochModel = LiteRTEpochModel(path, threads)
+    elif backend == "native":
+        model = NativeEpochModel(path, threads)
     else:
         model = OnnxEpochModel(
             path, manifest.data["inputs"][0]["name"], manifest.data["outputs"][0]["name"], threads

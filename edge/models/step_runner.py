@@ -2,7 +2,8 @@
 
 Backends: onnxruntime (``onnx_fp32`` / ``onnx_int8`` step graphs from ``export/mamba.py``,
 dynamic batch), LiteRT (``tflite_fp32`` for one stream and ``tflite_fp32_block`` for blocks of
-streams) and numpy (the reference, ``numpy_weights``). State arrays have the streams on axis
+streams), native (a C kernel built at install, ``edge.models.native_step``, on ``numpy_weights``)
+and numpy (the reference, ``numpy_weights``). State arrays have the streams on axis
 0, so streams join or leave by concatenating or indexing rows and one call steps them all
 (``edge.models.streams``).
 ``load_step_model`` verifies the file's sha256 and wraps the model with the manifest's fixed
@@ -18,7 +19,7 @@ import numpy as np
 
 from edge.models.manifest import Manifest, ModelIntegrityError
 
-STEP_BACKENDS = ("onnxruntime", "litert", "numpy")
+STEP_BACKENDS = ("onnxruntime", "litert", "native", "numpy")
 
 
 class StepModel(Protocol):
@@ -236,10 +237,15 @@ def load_step_model(
     if backend not in STEP_BACKENDS:
         raise ModelIntegrityError(f"unknown backend {backend!r} (choose from {STEP_BACKENDS})")
     manifest = Manifest.load(manifest_path)
-    if backend == "numpy":
+    if backend in ("numpy", "native"):
         if precision != "fp32":
-            raise ModelIntegrityError("the numpy reference step is fp32 only")
-        model: StepModel = NumpyStepModel(manifest.file("numpy_weights"))
+            raise ModelIntegrityError(f"the {backend} step is fp32 only")
+        if backend == "numpy":
+            model: StepModel = NumpyStepModel(manifest.file("numpy_weights"))
+        else:
+            from edge.models.native_step import NativeStepModel
+
+            model = NativeStepModel(manifest.file("numpy_weights"))
     elif backend == "litert":
         block = f"tflite_{precision}_block"
         model = LiteRTStepModel(
