@@ -208,6 +208,19 @@ def test_native_steps_many_streams_as_each_alone_and_checks_shapes(held_out):
         model.model.step(x[:2], conv[:2, :2], h[:2])
 
 
+def test_native_refuses_a_model_of_other_shape():
+    """The kernel's shapes are fixed (d_model 10, 3 layers, ...): another model is one clear
+    error at load, not wrong logits."""
+    from edge.models.mamba_numpy import NumpyMamba
+    from edge.models.native_step import NativeStepModel
+    from training.models.mamba import MambaStager
+
+    other = MambaStager(d_model=12).eval()
+    reference = NumpyMamba({k: v.numpy() for k, v in other.state_dict().items()})
+    with pytest.raises(ModelIntegrityError, match=r"built for .*\(3, 10, 20, 16, 4, 1\)"):
+        NativeStepModel(reference)
+
+
 def _stager():
     model = load_step_model(MANIFEST, "onnxruntime")
     return FrameStager(model, {k: v.tolist() for k, v in stream_columns().items()}, ("acc",))

@@ -1,102 +1,85 @@
 """The causal Mamba step on the native kernel (``edge/native/mamba_step.c``): the ``native``
-step backend, fp32, from the manifest's ``numpy_weights`` (the same verified file as the numpy
-reference; packed here, no file of its own).
+step backend, fp32, on the numpy reference's weights (the manifest's verified
+``numpy_weights``; packed here, no file of its own).
 
-One call steps B streams: the pre-MLP (BatchNorm folded into its first layer, 35 K of the 39 K
-multiply-adds) runs over all streams in BLAS products, then the kernel runs each stream's three
-Mamba layers and head in one pass over its state. ``sequence`` (a replay's queued seconds of one
+One call steps B streams: the reference's pre-MLP (``NumpyMamba.pre_mlp``: BLAS products over
+all streams, 35 K of the 39 K multiply-adds), then the kernel runs each stream's three Mamba
+layers and head in one pass over its state. ``sequence`` (a replay's queued seconds of one
 stream) runs the pre-MLP over all seconds at once and the kernel second by second with the state
 carried inside it. Inputs are never modified: the kernel reads the state and writes new arrays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 import numpy as np
 
+from edge.models.mamba_numpy import NumpyMamba
 from edge.models.manifest import ModelIntegrityError
 
-N_LAYERS, D_MODEL, D_INNER, D_PAD, D_STATE, D_CONV = 3, 10, 20, 24, 16, 4
+# the kernel's fixed shapes: layers, d_model, d_inner, d_state, d_conv, dt_rank
+KERNEL_SHAPE = (3, 10, 20, 16, 4, 1)
+D_PAD, D_MODEL_PAD = 24, 16  # d_inner and d_model padded to whole 8-float vectors
 
 
-def _pad(a: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
-    width = [(0, 0)] * a.ndim
-    width[axis] = (0, n - a.shape[axis])
-    return np.pad(a, width)
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, n - a.shape[-1])])
 
 
-def _layer(w: Mapping[str, np.ndarray], p: str) -> list[np.ndarray]:
-    """One layer in the kernel's layout (see LAYER_FLOATS in mamba_step.c)."""
-    norm = w[p + "norm.weight"]
-    w_in = w[p + "in_proj.weight"].T * norm[:, None]  # [d_model, 2 d_inner]
-    w_in = np.concatenate([_pad(w_in[:, :D_INNER], D_PAD), _pad(w_in[:, D_INNER:], D_PAD)], 1)
-    conv_w = _pad(w[p + "conv1d.weight"][:, 0].T, D_PAD)  # [d_conv, d_pad], newest last
-    x_proj = w[p + "x_proj.weight"]  # [1 + 2 d_state, d_inner]: dt, B, C
+def _layer(layer: dict, d_inner: int) -> list[np.ndarray]:
+    """One of ``NumpyMamba.layers`` in the kernel's layout (LAYER_FLOATS in mamba_step.c)."""
+    w_in = layer["in"] * layer["norm"][:, None]  # [d_model, 2 d_inner], RMSNorm weight folded
+    dt, b_end = layer["split"]
+    x_proj = layer["x"]  # [d_inner, dt | B | C]
     return [
-        w_in,
-        conv_w,
-        _pad(w[p + "conv1d.bias"], D_PAD),
-        _pad(x_proj[0], D_PAD),
-        x_proj[1 : 1 + D_STATE].T,
-        x_proj[1 + D_STATE :].T,
-        _pad(w[p + "dt_proj.weight"][:, 0], D_PAD),
-        _pad(w[p + "dt_proj.bias"], D_PAD),
-        -np.exp(w[p + "A_log"].astype(np.float64)),
-        _pad(w[p + "D"], D_PAD),
-        _pad(w[p + "out_proj.weight"].T, 16),  # [d_inner, d_model padded to 16]
+        np.concatenate([_pad(w_in[:, :d_inner], D_PAD), _pad(w_in[:, d_inner:], D_PAD)], 1),
+        _pad(layer["conv_w"].T, D_PAD),  # [d_conv, d_pad], newest last
+        _pad(layer["conv_b"], D_PAD),
+        _pad(x_proj[:, 0], D_PAD),
+        x_proj[:, dt:b_end],
+        x_proj[:, b_end:],
+        _pad(layer["dt_w"][0], D_PAD),
+        _pad(layer["dt_b"], D_PAD),
+        layer["A"],
+        _pad(layer["D"], D_PAD),
+        _pad(layer["out"], D_MODEL_PAD),
     ]
 
 
-def pack_layers(w: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
-    """(the kernel's weight array, number of classes) from a causal model's state dict."""
+def pack(model: NumpyMamba) -> np.ndarray:
+    """The kernel's weight array: the layers, then the head (final RMSNorm weight folded)."""
     parts: list[np.ndarray] = []
-    for i in range(N_LAYERS):
-        parts += _layer(w, f"layers.{i}.")
-    head = w["post.weight"].T * w["norm.weight"][:, None]  # [d_model, classes]
-    parts += [head, w["post.bias"]]
-    flat = np.concatenate([np.ascontiguousarray(p, np.float64).ravel() for p in parts])
-    return flat.astype(np.float32), int(w["post.bias"].shape[0])
+    for layer in model.layers:
+        parts += _layer(layer, model.d_inner)
+    post_w, post_b = model.post
+    parts += [post_w * model.norm[:, None], post_b]
+    return np.concatenate([np.ascontiguousarray(p, np.float32).ravel() for p in parts])
 
 
 class NativeStepModel:
     """``step`` / ``sequence`` / ``initial_state`` like ``NumpyStepModel``, on the kernel."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, reference: NumpyMamba) -> None:
         from edge.native import kernel
 
+        shape = (
+            reference.n_layers, reference.layers[0]["in"].shape[0], reference.d_inner,
+            reference.d_state, reference.d_conv, reference.layers[0]["split"][0],
+        )  # fmt: skip
+        if shape != KERNEL_SHAPE:
+            raise ModelIntegrityError(
+                f"the native step is built for layers, d_model, d_inner, d_state, d_conv, "
+                f"dt_rank = {KERNEL_SHAPE}; this model has {shape}"
+            )
         self._kernel = kernel("mamba_step")
-        with np.load(path) as z:
-            w = {k: z[k].astype(np.float32) for k in z.files}
-        try:
-            self._weights, self.n_classes = pack_layers(w)
-        except (KeyError, ValueError) as exc:
-            raise ModelIntegrityError(f"{path}: not a causal Mamba's weights ({exc})") from None
-        if self._weights.size != N_LAYERS * self._kernel.LAYER_FLOATS + 11 * self.n_classes:
-            raise ModelIntegrityError(f"{path}: layer shapes differ from the native kernel's")
-        bn = "pre.0."
-        scale = w[bn + "weight"] / np.sqrt(w[bn + "running_var"] + 1e-5)
-        shift = w[bn + "bias"] - w[bn + "running_mean"] * scale
-        first_w, first_b = w["pre.1.weight"].T, w["pre.1.bias"]
-        self._pre = [((first_w * scale[:, None]).astype(np.float32), first_b + shift @ first_w)]
-        self._pre += [(w[f"pre.{i}.weight"].T.copy(), w[f"pre.{i}.bias"]) for i in (3, 5, 7)]
+        self.reference = reference
+        self.n_classes = int(reference.post[1].shape[0])
+        self._weights = pack(reference)
 
     def initial_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        conv = np.zeros((batch, N_LAYERS, D_INNER, D_CONV - 1), np.float32)
-        return conv, np.zeros((batch, N_LAYERS, D_INNER, D_STATE), np.float32)
-
-    def _pre_mlp(self, x: np.ndarray) -> np.ndarray:
-        out = np.asarray(x, np.float32)
-        for i, (wt, b) in enumerate(self._pre):
-            out = out @ wt
-            out += b
-            if i < 3:
-                np.maximum(out, np.float32(0.01) * out, out=out)  # LeakyReLU(0.01)
-        return np.ascontiguousarray(out, np.float32)
+        return self.reference.initial_state(batch)
 
     def _run(self, x, conv, h, per_row: bool):
-        pre = self._pre_mlp(x)
+        pre = np.ascontiguousarray(self.reference.pre_mlp(x), np.float32)
         conv = np.ascontiguousarray(conv, np.float32)
         h = np.ascontiguousarray(h, np.float32)
         conv_out, h_out = np.empty_like(conv), np.empty_like(h)

@@ -100,12 +100,11 @@ class NativeEpochModel:
     thread, the GIL released while it runs; weights are the packed array ``export.ulw_native``
     writes (BatchNorm, shortcuts and head folded)."""
 
-    shape = [4, 3000]
-
     def __init__(self, path: Path, threads: int = 1) -> None:
         from edge.native import kernel
 
         self._kernel = kernel("ulw_sleepnet")
+        self.shape = [self._kernel.CHANNELS, self._kernel.SAMPLES]
         weights = np.load(path, allow_pickle=False)
         if weights.dtype != np.float32 or weights.shape != (self._kernel.WEIGHT_COUNT,):
             raise ModelIntegrityError(
@@ -118,7 +117,7 @@ class NativeEpochModel:
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
         x = _check_input(epochs, self.shape)
-        logits = np.empty((len(x), 5), np.float32)
+        logits = np.empty((len(x), self._kernel.CLASSES), np.float32)
         with self._lock:
             self._kernel.forward(self._weights, x, logits, self._work)
         return logits

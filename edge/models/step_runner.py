@@ -188,8 +188,7 @@ class NumpyStepModel:
     def __init__(self, path: Path) -> None:
         from edge.models.mamba_numpy import NumpyMamba
 
-        with np.load(path) as z:
-            self.model = NumpyMamba({k: z[k] for k in z.files})
+        self.model = NumpyMamba.load(path)
 
     def initial_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         return self.model.initial_state(batch)
@@ -243,9 +242,10 @@ def load_step_model(
         if backend == "numpy":
             model: StepModel = NumpyStepModel(manifest.file("numpy_weights"))
         else:
+            from edge.models.mamba_numpy import NumpyMamba
             from edge.models.native_step import NativeStepModel
 
-            model = NativeStepModel(manifest.file("numpy_weights"))
+            model = NativeStepModel(NumpyMamba.load(manifest.file("numpy_weights")))
     elif backend == "litert":
         block = f"tflite_{precision}_block"
         model = LiteRTStepModel(

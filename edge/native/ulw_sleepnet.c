@@ -165,5 +165,8 @@ PyMODINIT_FUNC PyInit__ulw_sleepnet(void) {
     if (m == NULL) return NULL;
     PyModule_AddIntConstant(m, "WEIGHT_COUNT", (long)weight_count());
     PyModule_AddIntConstant(m, "WORK_FLOATS", WORK_FLOATS);
+    PyModule_AddIntConstant(m, "CHANNELS", NCH);
+    PyModule_AddIntConstant(m, "SAMPLES", T);
+    PyModule_AddIntConstant(m, "CLASSES", NCLS);
     return m;
 }
