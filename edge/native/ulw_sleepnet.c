@@ -103,7 +103,7 @@ static void forward(const float *w, const float *x, float *logits, float *work, 
     float *x0 = work, *a1 = x0 + T, *y1 = a1 + 1500 * 8, *a2 = y1 + 750 * 8, *y2 = a2 + 375 * 16;
     float *a3 = y2 + 188 * 16, *y3 = a3 + 94 * 32;
     const float *scale = w, *blocks = w + NCH;
-    const float *hw = NULL, *hb = NULL;
+    const float *hw = w + weight_count() - (NCLS * NCH * 32 + NCLS), *hb = hw + NCLS * NCH * 32;
     for (Py_ssize_t e = 0; e < n; e++) {
         float feat[NCH * 32];
         for (int c = 0; c < NCH; c++) {
@@ -111,9 +111,7 @@ static void forward(const float *w, const float *x, float *logits, float *work, 
             for (int t = 0; t < T; t++) x0[t] = xc[t] * scale[c];
             const float *p = block1(blocks, x0, T, a1, y1);
             p = block2(p, y1, 750, a2, y2);
-            p = block3(p, y2, 188, a3, y3);
-            hw = p;
-            hb = p + NCLS * NCH * 32;
+            block3(p, y2, 188, a3, y3);
             v8 s[4] = {0};
             for (int u = 0; u < 47; u++)
                 for (int o = 0; o < 4; o++) s[o] += ld(y3 + u * 32 + 8 * o);
