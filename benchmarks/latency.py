@@ -55,7 +55,8 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     common = {"model": "ulw_sleepnet", "params": manifest.data["params"]}
     common["macs"] = manifest.data["macs"]
     runners = {}
-    for key in ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8", "native_fp32"):
+    keys = ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8", "native_fp32", "native_int8")
+    for key in keys:
         if key in files:
             backend = {"onnx": "onnxruntime", "tflite": "litert", "native": "native"}[
                 key.split("_")[0]

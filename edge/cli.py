@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=["onnxruntime", "litert", "native", "numpy"],
         default="onnxruntime",
-        help="model runtime (native: C kernels built at install, fp32, the fastest for many "
-        "streams; numpy: the reference step, step models only)",
+        help="model runtime (native: C kernels built at install, the fastest; int8 for "
+        "ULW-SleepNet only; numpy: the reference, no compiled code)",
     )
     p.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     p.add_argument("--threads", type=int, default=1, help="model intra-op threads")
@@ -305,10 +305,6 @@ def _stager_factory(manifest: Path, profile, args):
             )  # fmt: skip
 
         return make_frame, spec, model
-    if args.backend == "numpy":
-        raise UsageError(
-            f"model {manifest.stem!r} has no numpy backend (use onnxruntime, litert or native)"
-        )
     model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
     channels = [c.stream.name for c in spec.channels]
 

@@ -172,7 +172,7 @@ def export_ulw(
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     from export.ulw_native import add_native
 
-    return add_native(out)
+    return add_native(out, calib)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,8 +1,9 @@
 """Pack ULW-SleepNet's weights for the native kernel (``edge/native/ulw_sleepnet.c``).
 
 ``python -m export.ulw_native [--model-dir edge/models/ulw_sleepnet]`` reads the export's torch
-checkpoint, writes ``ulw_sleepnet_native_fp32.npy`` (one float32 array) beside it and adds it to
-the manifest (sha256, bytes, parity with torch); ``export.ulw`` calls the same on every export.
+checkpoint, writes ``ulw_sleepnet_native_fp32.npy`` and ``ulw_sleepnet_native_int8.npy`` (one
+float32 array each) beside it and adds them to the manifest (sha256, bytes, parity with torch and
+with the numpy reference); ``export.ulw`` calls the same on every export.
 
 The packing folds what inference makes constant, exactly (no retraining, no approximation):
 - BatchNorm (running statistics) into the pointwise convolution before it;
@@ -13,6 +14,11 @@ Max-pooling then ReLU equals ReLU then max-pooling (both monotone), so the kerne
 Layout (all matrices [in][out], the kernel's vectors run over output channels): input_scale[4];
 per block dw_a[3][cin] w_a[cin][cout] b_a[cout] dw_b[3][cout] w_b[cout][cout] b_b[cout]
 w_s[cin][cout] b_s[cout]; head w[5][128] b[5].
+
+The int8 array has the same layout with the five pointwise matrices that have more than one
+input channel holding int8 values (symmetric, one scale per output channel, round half to even),
+then those 104 scales appended in stage order. Activations need no calibration: the kernel
+quantises each layer's input per epoch and channel (``edge.models.ulw_numpy`` says why).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from training.models.ulw_sleepnet import ULWSleepNet
 
 NAME = "ulw_sleepnet"
 NATIVE_FILE = f"{NAME}_native_fp32.npy"
+NATIVE_INT8_FILE = f"{NAME}_native_int8.npy"
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -65,6 +72,25 @@ def pack_native(model: ULWSleepNet) -> np.ndarray:
     return np.concatenate([np.ascontiguousarray(p).ravel() for p in parts]).astype(np.float32)
 
 
+def pack_native_int8(model: ULWSleepNet) -> np.ndarray:
+    """The int8 kernel's array: the fp32 packing with the weights of the int8 pointwise
+    convolutions (``edge.models.ulw_numpy.INT8_STAGES``) replaced by int8 values, symmetric,
+    one scale per output channel, and those scales appended in stage order."""
+    from edge.models.ulw_numpy import INT8_STAGES, PackedULW
+
+    packed = PackedULW(pack_native(model))  # views into one array, edited in place
+    scales = []
+    for blk, st in INT8_STAGES:
+        stage = (packed.blocks[blk].a, packed.blocks[blk].b)[st]
+        w = stage.w.astype(np.float64)
+        scale = np.abs(w).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        stage.w[...] = np.clip(np.rint(w / scale), -127, 127)
+        scales.append(scale)
+    base = packed.input_scale.base
+    return np.concatenate([base, np.concatenate(scales)]).astype(np.float32)
+
+
 def native_parity(model: ULWSleepNet, path: Path, n: int = 64, seed: int = 0) -> float:
     """max |Δ logits| between the native kernel on ``path`` and torch, on random epochs."""
     from edge.models.runner import NativeEpochModel
@@ -75,17 +101,39 @@ def native_parity(model: ULWSleepNet, path: Path, n: int = 64, seed: int = 0) ->
     return float(np.abs(NativeEpochModel(path).predict(x) - want).max())
 
 
-def add_native(model_dir: Path) -> dict:
-    """Write the packed weights beside an export's checkpoint and list them in its manifest."""
-    from export.ulw import _file_entry
+def native_int8_parity(model: ULWSleepNet, path: Path, epochs: np.ndarray) -> dict:
+    """The int8 kernel on ``path`` against its numpy reference (max |Δ logits|) and against
+    torch fp32 (agreement of the staged class) on ``epochs``."""
+    from edge.models.runner import NativeEpochModel
+    from edge.models.ulw_numpy import NumpyEpochModel
+
+    got = NativeEpochModel(path, int8=True).predict(epochs)
+    ref = NumpyEpochModel(np.load(path), int8=True).predict(epochs)
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(epochs)).numpy()
+    return {
+        "native_int8_vs_numpy_int8_max_abs_logit": float(np.abs(got - ref).max()),
+        "native_int8_agreement_on_calibration": float(np.mean(got.argmax(1) == fp32.argmax(1))),
+    }
+
+
+def add_native(model_dir: Path, probe: np.ndarray | None = None) -> dict:
+    """Write the packed fp32 and int8 weights beside an export's checkpoint and list them in
+    its manifest; ``probe`` (deployment-like epochs, default: ``export.ulw``'s calibration set)
+    measures the int8 kernel's agreement with fp32."""
+    from export.ulw import _file_entry, default_calibration
 
     manifest_path = model_dir / f"{NAME}.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     model = ULWSleepNet.from_checkpoint(model_dir / manifest["files"]["torch_checkpoint"]["path"])
-    path = model_dir / NATIVE_FILE
+    path, path_int8 = model_dir / NATIVE_FILE, model_dir / NATIVE_INT8_FILE
     np.save(path, pack_native(model))
+    np.save(path_int8, pack_native_int8(model))
     manifest["files"]["native_fp32"] = _file_entry(path)
+    manifest["files"]["native_int8"] = _file_entry(path_int8)
     manifest["parity"]["native_fp32_vs_torch_max_abs_logit"] = native_parity(model, path)
+    probe = default_calibration() if probe is None else probe
+    manifest["parity"].update(native_int8_parity(model, path_int8, probe.astype(np.float32)))
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
 
@@ -97,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path, default=Path("edge/models/ulw_sleepnet"))
     args = ap.parse_args(argv)
     m = add_native(args.model_dir)
+    p = m["parity"]
     print(
         f"export: {args.model_dir / NATIVE_FILE} "
-        f"(parity {m['parity']['native_fp32_vs_torch_max_abs_logit']:.2e})"
+        f"(parity {p['native_fp32_vs_torch_max_abs_logit']:.2e}), "
+        f"{args.model_dir / NATIVE_INT8_FILE} (vs its numpy reference "
+        f"{p['native_int8_vs_numpy_int8_max_abs_logit']:.2e}, agreement with fp32 "
+        f"{p['native_int8_agreement_on_calibration']:.3f})"
     )
     return 0
 

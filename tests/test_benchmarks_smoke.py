@@ -31,6 +31,7 @@ def test_latency_benchmark_quick_json():
         ("litert", "fp32"),
         ("litert", "int8"),
         ("native", "fp32"),
+        ("native", "int8"),
         ("torch-eager", "fp32"),
     }
     assert all(r["params"] == 13_337 and r["macs"] == 3_498_352 for r in records)

@@ -36,7 +36,7 @@ def test_manifest_says_what_the_model_is():
     assert m["classes"] == ["W", "N1", "N2", "N3", "REM"]
     assert m["inputs"][0]["shape"] == ["batch", 4, 3000]
     assert set(m["files"]) == {"onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8",
-                               "native_fp32", "torch_checkpoint"}  # fmt: skip
+                               "native_fp32", "native_int8", "torch_checkpoint"}  # fmt: skip
     assert all(len(f["sha256"]) == 64 for f in m["files"].values())
     assert m["training"]["train_nights"]  # provenance: which nights trained it
     test_nights = set(load("sleep-edf")["nights"]["test"])
@@ -44,7 +44,7 @@ def test_manifest_says_what_the_model_is():
     assert (MANIFEST.parent / "MODEL_CARD.md").exists()
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "native"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert", "native", "numpy"])
 def test_fp32_files_equal_the_weights(backend, held_out, torch_logits):
     got = load_epoch_model(MANIFEST, backend, "fp32").predict(held_out)
     np.testing.assert_allclose(got, torch_logits, atol=1e-4)
@@ -62,3 +62,14 @@ def test_int8_files_track_fp32(backend, held_out, torch_logits):
     unscaled = int8.model.predict(held_out)
     r_unscaled = np.corrcoef(unscaled.ravel(), torch_logits.ravel())[0, 1]
     assert r >= 0.65 and r > r_unscaled + 0.1, (r, r_unscaled)
+
+
+def test_native_int8_stages_as_fp32(held_out, torch_logits):
+    """The int8 kernel (per-epoch activation scales) meets the int8 goal on held-out epochs:
+    >= 98 % the same stage as fp32 (99.3 % over the whole held-out split, model card); its
+    numpy reference stages the same."""
+    int8 = load_epoch_model(MANIFEST, "native", "int8").predict(held_out)
+    reference = load_epoch_model(MANIFEST, "numpy", "int8").predict(held_out)
+    assert np.mean(int8.argmax(1) == torch_logits.argmax(1)) >= 0.98
+    np.testing.assert_array_equal(int8.argmax(1), reference.argmax(1))
+    assert not np.allclose(int8, torch_logits, atol=1e-3)  # it is quantised, not fp32 renamed

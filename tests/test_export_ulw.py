@@ -36,6 +36,8 @@ def test_manifest_and_parity(exported):
     assert manifest["params"] == 13_337 and manifest["macs"] == 3_498_352
     assert manifest["parity"]["onnx_fp32_vs_torch_max_abs_logit"] <= 1e-4
     assert manifest["parity"]["native_fp32_vs_torch_max_abs_logit"] <= 1e-4
+    assert manifest["files"]["native_int8"]["sha256"]  # the int8 kernel's weights, measured:
+    assert 0.0 <= manifest["parity"]["native_int8_agreement_on_calibration"] <= 1.0
     assert json.loads((out / "ulw_sleepnet.json").read_text())["files"]["onnx_fp32"]["sha256"]
     runner = load_epoch_model(out / "ulw_sleepnet.json")
     x = (np.random.default_rng(1).standard_normal((7, 4, 3000)) * 30).astype(np.float32)

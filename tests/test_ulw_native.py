@@ -129,33 +129,41 @@ def test_wrong_or_modified_weights_are_refused(native_dir, tmp_path):
     copy = tmp_path / "m"
     shutil.copytree(d, copy)
     np.save(copy / "short.npy", np.zeros(100, np.float32))
-    with pytest.raises(ModelIntegrityError, match="packed weights"):
+    with pytest.raises(ModelIntegrityError, match="packed fp32 weights"):
         NativeEpochModel(copy / "short.npy")
     w = np.load(copy / NATIVE_FILE)
     w[10] += 1.0
     np.save(copy / NATIVE_FILE, w)
     with pytest.raises(ModelIntegrityError, match="does not match the manifest"):
         load_epoch_model(copy / "ulw_sleepnet.json", "native")
-    with pytest.raises(ModelIntegrityError, match="fp32 only"):
-        load_epoch_model(copy / "ulw_sleepnet.json", "native", "int8")
+    with pytest.raises(ModelIntegrityError, match="packed int8 weights"):
+        NativeEpochModel(copy / NATIVE_FILE, int8=True)  # an fp32 file is not an int8 one
     with pytest.raises(ValueError, match="model input must be"):
         NativeEpochModel(d / NATIVE_FILE).predict(np.zeros((1, 4, 2999), np.float32))
 
 
 def test_edge_run_native_stages_as_onnxruntime(tmp_path):
+    """2 h of the bundled night through edge-run: native and numpy fp32 stage exactly as
+    onnxruntime; native int8 stages (almost) as fp32."""
     stages = {}
-    for backend in ("onnxruntime", "native"):
-        out = tmp_path / backend
+    for backend, precision in [("onnxruntime", "fp32"), ("native", "fp32"), ("numpy", "fp32"),
+                               ("native", "int8")]:  # fmt: skip
+        name = f"{backend}_{precision}"
+        out = tmp_path / name
         r = run("edge.cli", "--source", "sim", "--duration", "7200", "--out", str(out),
-                "--plain", "--backend", backend)  # fmt: skip
+                "--plain", "--backend", backend, "--precision", precision)  # fmt: skip
         assert r.returncode == 0, r.stderr
         epochs = [json.loads(line) for line in (out / "epochs.jsonl").read_text().splitlines()]
-        stages[backend] = [e["stage"] for e in epochs]
-        stages[backend + "_p"] = np.array([list(e["probabilities"].values()) for e in epochs])
-    assert len(stages["native"]) == 240 and stages["native"] == stages["onnxruntime"]
-    assert len(set(stages["native"])) >= 3  # the night's first 2 h: wake and sleep stages
-    # probabilities are written with 5 decimals
-    np.testing.assert_allclose(stages["native_p"], stages["onnxruntime_p"], atol=1.1e-5)
+        stages[name] = [e["stage"] for e in epochs]
+        stages[name + "_p"] = np.array([list(e["probabilities"].values()) for e in epochs])
+    reference = stages["onnxruntime_fp32"]
+    assert len(reference) == 240 and len(set(reference)) >= 3  # wake and sleep stages
+    for name in ("native_fp32", "numpy_fp32"):
+        assert stages[name] == reference
+        # probabilities are written with 5 decimals
+        np.testing.assert_allclose(stages[name + "_p"], stages["onnxruntime_fp32_p"], atol=1.1e-5)
+    assert len(stages["native_int8"]) == 240
+    assert np.mean(np.array(stages["native_int8"]) == np.array(reference)) >= 0.95
 
 
 def test_a_missing_kernel_is_one_clear_error():

@@ -2,7 +2,8 @@
 
 Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files), LiteRT
 (``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``) and native (a C
-kernel built at install, ``edge/native``; ``native_fp32``, packed weights). Sessions run with
+kernel built at install, ``edge/native``; ``native_fp32`` / ``native_int8``, packed weights) and
+numpy (``edge.models.ulw_numpy``, the kernel's reference, on the same files). Sessions run with
 a fixed number of intra-op threads (one by default: a Pi-class device stages one stream; a
 server batches many streams into one call). Every file's sha256 is checked against the
 manifest before it is read.
@@ -18,7 +19,8 @@ import numpy as np
 
 from edge.models.manifest import Manifest, ModelIntegrityError
 
-BACKENDS = {"onnxruntime": "onnx", "litert": "tflite", "native": "native"}
+# backend → the manifest's file prefix (numpy runs the native kernel's packed weights)
+BACKENDS = {"onnxruntime": "onnx", "litert": "tflite", "native": "native", "numpy": "native"}
 PRECISIONS = ("fp32", "int8")
 
 
@@ -96,30 +98,34 @@ class LiteRTEpochModel:
 
 
 class NativeEpochModel:
-    """ULW-SleepNet through the compiled fp32 kernel (``edge/native/ulw_sleepnet.c``), one
-    thread, the GIL released while it runs; weights are the packed array ``export.ulw_native``
-    writes (BatchNorm, shortcuts and head folded)."""
+    """ULW-SleepNet through the compiled kernel (``edge/native/ulw_sleepnet.c``), one thread,
+    the GIL released while it runs; weights are the packed array ``export.ulw_native`` writes
+    (BatchNorm, shortcuts and head folded; with ``int8``, the int8 pointwise weights and their
+    scales; ``edge.models.ulw_numpy`` is the reference of both)."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, int8: bool = False) -> None:
         from edge.native import kernel
 
         self._kernel = kernel("ulw_sleepnet")
         self.shape = [self._kernel.CHANNELS, self._kernel.SAMPLES]
+        count = self._kernel.WEIGHT_COUNT + (self._kernel.INT8_SCALES if int8 else 0)
         weights = np.load(path, allow_pickle=False)
-        if weights.dtype != np.float32 or weights.shape != (self._kernel.WEIGHT_COUNT,):
+        if weights.dtype != np.float32 or weights.shape != (count,):
             raise ModelIntegrityError(
                 f"{path}: {weights.dtype} {weights.shape} is not the native ULW-SleepNet's "
-                f"packed weights (float32 [{self._kernel.WEIGHT_COUNT}])"
+                f"packed {'int8' if int8 else 'fp32'} weights (float32 [{count}])"
             )
         self._weights = weights
-        self._work = np.empty(self._kernel.WORK_FLOATS, np.float32)
+        self._forward = self._kernel.forward_int8 if int8 else self._kernel.forward
+        work = self._kernel.WORK_INT8_FLOATS if int8 else self._kernel.WORK_FLOATS
+        self._work = np.empty(work, np.float32)
         self._lock = threading.Lock()  # one scratch buffer; the kernel runs without the GIL
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
         x = _check_input(epochs, self.shape)
         logits = np.empty((len(x), self._kernel.CLASSES), np.float32)
         with self._lock:
-            self._kernel.forward(self._weights, x, logits, self._work)
+            self._forward(self._weights, x, logits, self._work)
         return logits
 
 
@@ -131,14 +137,16 @@ def load_epoch_model(
         raise ModelIntegrityError(f"unknown backend {backend!r} (choose from {sorted(BACKENDS)})")
     if precision not in PRECISIONS:
         raise ModelIntegrityError(f"unknown precision {precision!r} (choose from {PRECISIONS})")
-    if backend == "native" and precision != "fp32":
-        raise ModelIntegrityError("the native backend runs fp32 only (use --precision fp32)")
     manifest = Manifest.load(manifest_path)
     path = manifest.file(f"{BACKENDS[backend]}_{precision}")  # sha256 checked here
     if backend == "litert":
         model: EpochModel = LiteRTEpochModel(path, threads)
     elif backend == "native":
-        model = NativeEpochModel(path, threads)
+        model = NativeEpochModel(path, threads, int8=precision == "int8")
+    elif backend == "numpy":
+        from edge.models.ulw_numpy import NumpyEpochModel
+
+        model = NumpyEpochModel(np.load(path, allow_pickle=False), int8=precision == "int8")
     else:
         model = OnnxEpochModel(
             path, manifest.data["inputs"][0]["name"], manifest.data["outputs"][0]["name"], threads
