@@ -111,3 +111,50 @@ def test_int8_follows_fp32_across_amplitudes(model, int8_file):
         got = NativeEpochModel(int8_file, int8=True).predict(x)
         spread = float(fp32.max() - fp32.min()) + 1e-6
         assert np.abs(got - fp32).max() <= 0.05 * spread, amplitude
+
+
+def _build_kernel(tmp_path, flags: list[str]):
+    """edge/native/ulw_sleepnet.c compiled with ``flags`` into its own module, imported."""
+    import importlib.util
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "edge" / "native" / "ulw_sleepnet.c"
+    out = tmp_path / ("_ulw_sleepnet" + sysconfig.get_config_var("EXT_SUFFIX"))
+    cmd = ["gcc", "-O3", *flags, "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}",
+           str(src), "-o", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    spec = importlib.util.spec_from_file_location("_ulw_sleepnet", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+X86_PATHS = {
+    "vnni-u8": ["-march=x86-64-v3", "-mavxvnni"],  # vpdpbusd, activations offset to u8
+    "avx2-s16": ["-march=x86-64-v3"],  # vpmaddwd on s16 pairs
+    "generic": ["-march=x86-64"],  # SSE2 only: the plain loop
+}
+
+
+@pytest.mark.parametrize("path", sorted(X86_PATHS))
+def test_every_instruction_path_is_the_reference(model, int8_file, tmp_path, path):
+    """Each int8 dot-product path the kernel can compile to (the installed build takes one,
+    chosen by -march=native) against the numpy reference. A host without AVX-VNNI cannot run
+    the vnni-u8 build: there that case checks the host's own native build instead."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        flags: list[str] = []  # another architecture: its own vector width, the plain loop
+    else:
+        flags = X86_PATHS[path]
+        if path == "vnni-u8" and "avx_vnni" not in open("/proc/cpuinfo").read():
+            flags = ["-march=native"]  # this host's best path instead of one it cannot run
+    k = _build_kernel(tmp_path, flags)
+    x = np.concatenate([_signal(kind, 30.0, 5) for kind in ("noise", "sine", "spikes")])
+    weights = np.load(int8_file)
+    got = np.empty((len(x), 5), np.float32)
+    k.forward_int8(weights, x, got, np.empty(k.WORK_INT8_FLOATS, np.float32))
+    want = NumpyEpochModel(weights, int8=True).predict(x)
+    np.testing.assert_allclose(got, want, atol=1e-2 * max(1.0, float(np.abs(want).max())))

@@ -11,9 +11,10 @@
  * int8 (edge/models/ulw_numpy.py is the reference and documents the scheme): the five pointwise
  * convolutions with more than one input channel multiply int8 weights (a scale per output
  * channel) by the depthwise output quantised to int8 with one scale per epoch, channel and layer
- * (its max |d| / 127, found in a first pass over the layer), accumulating in int32. Pairs of
- * int8 values sit in 16-bit lanes: one vpdpwssd (AVX-VNNI / AVX512-VNNI) or vpmaddwd + vpaddd
- * (AVX2) does 8 outputs x 2 inputs; other targets use a plain loop the compiler vectorises.
+ * (its max |d| / 127, found in a first pass over the layer), accumulating in int32. With VNNI
+ * one vpdpbusd does 8 outputs x 4 inputs (activations offset to u8, the offset subtracted after);
+ * on AVX2 pairs of int8 values sit in 16-bit lanes, vpmaddwd + vpaddd doing 8 outputs x 2 inputs;
+ * other targets use a plain loop the compiler vectorises (see acc_group).
  *
  * Weights: one float32 array packed by export/ulw_native.py (layout in forward() and BLOCK()).
  */
@@ -46,6 +47,21 @@ INLINE void depthwise(const float *x, int L, int t, const float *dw, float *d, c
     }
 }
 
+/* out[u] = best (pooled, ReLU'd) + the shortcut WS^T sx[4u] + bS when there is one */
+INLINE void finish(v8 *best, int u, float *out, const float *sx, const float *WS, const float *bS,
+                   const int COUT, const int SCIN) {
+    const int NV = COUT / 8;
+    if (sx) {
+        const float *xs = sx + 4 * u * SCIN;
+        for (int o = 0; o < NV; o++) best[o] += ld(bS + 8 * o);
+        for (int i = 0; i < SCIN; i++) {
+            v8 s = bc(xs[i]);
+            for (int o = 0; o < NV; o++) best[o] += s * ld(WS + i * COUT + 8 * o);
+        }
+    }
+    for (int o = 0; o < NV; o++) st(out + u * COUT + 8 * o, best[o]);
+}
+
 /* relu(maxpool2,ceil(pw(dw(x)) + b)) [+ shortcut WS^T x_in[4u] + bS], x [L][CIN] -> out [ceil(L/2)][COUT] */
 INLINE void stage(const float *x, int L, const float *dw, const float *W, const float *b, float *out,
                   const float *sx, const float *WS, const float *bS, const int CIN, const int COUT,
@@ -68,21 +84,11 @@ INLINE void stage(const float *x, int L, const float *dw, const float *W, const 
             for (int o = 0; o < NV; o++) best[o] = k ? vmax(best[o], acc[o]) : acc[o];
         }
         for (int o = 0; o < NV; o++) best[o] = relu(best[o]);
-        if (sx) {
-            const float *xs = sx + 4 * u * SCIN;
-            for (int o = 0; o < NV; o++) best[o] += ld(bS + 8 * o);
-            for (int i = 0; i < SCIN; i++) {
-                v8 s = bc(xs[i]);
-                for (int o = 0; o < NV; o++) best[o] += s * ld(WS + i * COUT + 8 * o);
-            }
-        }
-        for (int o = 0; o < NV; o++) st(out + u * COUT + 8 * o, best[o]);
+        finish(best, u, out, sx, WS, bS, COUT, SCIN);
     }
 }
 
 /* ---- int8 pointwise convolutions (scheme in the header comment) ---- */
-
-typedef short v8h __attribute__((vector_size(16)));
 
 INLINE v8 vabs(v8 a) { return (v8)((v8i)a & (v8i){~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1,
                                                    ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1}); }
@@ -92,49 +98,77 @@ INLINE float hmax(v8 v) {
     return m;
 }
 
-/* int32 accumulators of 8 output channels; acc_pair adds q[0] * w[2j] + q[1] * w[2j+1] to lane j */
+/* int32 accumulators of 8 output channels. acc_group adds the dot product of GROUP activations
+   q[0..GROUP) with lane j's GROUP weights w[GROUP*j ..] to lane j:
+   - VNNI (AVX-VNNI or AVX512-VNNI + VL): GROUP 4, activations offset to u8 (q + 128), weights
+     s8, one vpdpbusd; the offset's 128 * sum(w) is subtracted per output channel (corr);
+   - AVX2: GROUP 2, s16 pairs, vpmaddwd + vpaddd (u8 x s8 vpmaddubsw would saturate in s16);
+   - elsewhere: GROUP 2 in a plain loop the compiler vectorises. */
+#if defined(__AVX2__) && (defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__)))
+#define GROUP 4
+#define ACT_OFFSET 128
+typedef uint8_t act_t;
+typedef int8_t wq_t;
+typedef uint8_t act8 __attribute__((vector_size(8)));
+#else
+#define GROUP 2
+#define ACT_OFFSET 0
+typedef int16_t act_t;
+typedef int16_t wq_t;
+typedef int16_t act8 __attribute__((vector_size(16)));
+#endif
+
 #if defined(__AVX2__)
 typedef __m256i acc8;
 INLINE acc8 acc_zero(void) { return _mm256_setzero_si256(); }
-INLINE acc8 acc_pair(acc8 acc, const int16_t *q, const int16_t *w) {
-    int32_t pair;
-    memcpy(&pair, q, sizeof pair);
-    const __m256i a = _mm256_set1_epi32(pair), b = _mm256_loadu_si256((const __m256i *)w);
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpwssd_epi32(acc, a, b);
-#elif defined(__AVXVNNI__)
-    return _mm256_dpwssd_avx_epi32(acc, a, b);
+INLINE acc8 acc_group(acc8 acc, const act_t *q, const wq_t *w) {
+    int32_t packed;
+    memcpy(&packed, q, sizeof packed); /* GROUP activations = 4 bytes either way */
+    const __m256i a = _mm256_set1_epi32(packed), b = _mm256_loadu_si256((const __m256i *)w);
+#if GROUP == 4 && defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, a, b);
+#elif GROUP == 4
+    return _mm256_dpbusd_avx_epi32(acc, a, b);
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
 #endif
+}
+INLINE acc8 acc_sub(acc8 acc, const int32_t *c) {
+    return _mm256_sub_epi32(acc, _mm256_loadu_si256((const __m256i *)c));
 }
 INLINE v8 acc_float(acc8 acc) { return (v8)_mm256_cvtepi32_ps(acc); }
 #else
 typedef v8i acc8;
 INLINE acc8 acc_zero(void) { return (v8i){0}; }
-INLINE acc8 acc_pair(acc8 acc, const int16_t *q, const int16_t *w) {
-    for (int j = 0; j < 8; j++) acc[j] += q[0] * (int)w[2 * j] + q[1] * (int)w[2 * j + 1];
+INLINE acc8 acc_group(acc8 acc, const act_t *q, const wq_t *w) {
+    for (int j = 0; j < 8; j++)
+        for (int k = 0; k < GROUP; k++) acc[j] += (int)q[k] * (int)w[GROUP * j + k];
+    return acc;
+}
+INLINE acc8 acc_sub(acc8 acc, const int32_t *c) {
+    for (int j = 0; j < 8; j++) acc[j] -= c[j];
     return acc;
 }
 INLINE v8 acc_float(acc8 acc) { return __builtin_convertvector(acc, v8); }
 #endif
 
-/* q = round half away from zero (d * inv), C values (C a multiple of 8) */
-INLINE void quantize(const float *d, int16_t *q, float inv, const int C) {
+/* q = round half away from zero (d * inv) + ACT_OFFSET, C values (C a multiple of 8) */
+INLINE void quantize(const float *d, act_t *q, float inv, const int C) {
     for (int i = 0; i < C; i += 8) {
         v8 v = ld(d + i);
         v8 y = v * bc(inv) + sel(v < bc(0.0f), bc(-0.5f), bc(0.5f));
         v8i n = __builtin_convertvector(vmin(vmax(y, bc(-127.0f)), bc(127.0f)), v8i);
-        v8h h = __builtin_convertvector(n, v8h);
+        act8 h = __builtin_convertvector(n + ACT_OFFSET, act8);
         memcpy(q + i, &h, sizeof h);
     }
 }
 
-/* as stage(), with the pointwise on int8: Wq [CIN/2][COUT][2] int8 values, ws [COUT] their scales;
-   D [L][CIN] scratch for the depthwise output, whose max |.| sets this layer's activation scale */
-INLINE void stage_int8(const float *x, int L, const float *dw, const int16_t *Wq, const float *ws,
-                       const float *b, float *out, const float *sx, const float *WS, const float *bS,
-                       const int CIN, const int COUT, const int SCIN, float *D) {
+/* as stage(), with the pointwise on int8: Wq [CIN/GROUP][COUT][GROUP] int8 values, corr [COUT]
+   the activation offset's share of the sums, ws [COUT] the weight scales; D [L][CIN] scratch for
+   the depthwise output, whose max |.| sets this layer's activation scale */
+INLINE void stage_int8(const float *x, int L, const float *dw, const wq_t *Wq, const int32_t *corr,
+                       const float *ws, const float *b, float *out, const float *sx, const float *WS,
+                       const float *bS, const int CIN, const int COUT, const int SCIN, float *D) {
     const int NV = COUT / 8;
     const int Lo = (L + 1) / 2;
     v8 m = bc(0.0f);
@@ -145,34 +179,30 @@ INLINE void stage_int8(const float *x, int L, const float *dw, const int16_t *Wq
     const float mx = hmax(m), inv = mx > 0.0f ? 127.0f / mx : 0.0f, as = mx / 127.0f;
     v8 sc[4];
     for (int o = 0; o < NV; o++) sc[o] = ld(ws + 8 * o) * bc(as);
-    int16_t q0[CIN > 8 ? CIN : 8] __attribute__((aligned(32)));
-    int16_t q1[CIN > 8 ? CIN : 8] __attribute__((aligned(32)));
+    act_t q0[CIN > 8 ? CIN : 8] __attribute__((aligned(32)));
+    act_t q1[CIN > 8 ? CIN : 8] __attribute__((aligned(32)));
     for (int u = 0; u < Lo; u++) {
         /* both times of the pooling pair at once: independent accumulator chains, one weight load */
         quantize(D + 2 * u * CIN, q0, inv, CIN);
         quantize(D + (2 * u + 1 < L ? 2 * u + 1 : L - 1) * CIN, q1, inv, CIN);
         acc8 acc0[4], acc1[4];
         for (int o = 0; o < NV; o++) acc0[o] = acc1[o] = acc_zero();
-        for (int p = 0; p < CIN / 2; p++)
+        for (int g = 0; g < CIN / GROUP; g++)
             for (int o = 0; o < NV; o++) {
-                const int16_t *w = Wq + 2 * (p * COUT + 8 * o);
-                acc0[o] = acc_pair(acc0[o], q0 + 2 * p, w);
-                acc1[o] = acc_pair(acc1[o], q1 + 2 * p, w);
+                const wq_t *w = Wq + GROUP * (g * COUT + 8 * o);
+                acc0[o] = acc_group(acc0[o], q0 + GROUP * g, w);
+                acc1[o] = acc_group(acc1[o], q1 + GROUP * g, w);
             }
         v8 best[4];
         for (int o = 0; o < NV; o++) {
             v8 bias = ld(b + 8 * o);
+            if (ACT_OFFSET) {
+                acc0[o] = acc_sub(acc0[o], corr + 8 * o);
+                acc1[o] = acc_sub(acc1[o], corr + 8 * o);
+            }
             best[o] = relu(vmax(acc_float(acc0[o]) * sc[o] + bias, acc_float(acc1[o]) * sc[o] + bias));
         }
-        if (sx) {
-            const float *xs = sx + 4 * u * SCIN;
-            for (int o = 0; o < NV; o++) best[o] += ld(bS + 8 * o);
-            for (int i = 0; i < SCIN; i++) {
-                v8 s = bc(xs[i]);
-                for (int o = 0; o < NV; o++) best[o] += s * ld(WS + i * COUT + 8 * o);
-            }
-        }
-        for (int o = 0; o < NV; o++) st(out + u * COUT + 8 * o, best[o]);
+        finish(best, u, out, sx, WS, bS, COUT, SCIN);
     }
 }
 
@@ -181,7 +211,8 @@ INLINE void stage_int8(const float *x, int L, const float *dw, const int16_t *Wq
    pointwise convolutions with CIN > 1 take their weights from *q->w and scales from *q->s, and
    advance both. */
 struct int8_weights {
-    const int16_t *w;
+    const wq_t *w;
+    const int32_t *corr;
     const float *s;
     float *D;
 };
@@ -199,11 +230,13 @@ struct int8_weights {
         if (CIN == 1) {                                                                          \
             stage(x, L, dwA, WA, bA, mid, NULL, NULL, NULL, CIN, COUT, 1);                       \
         } else {                                                                                 \
-            stage_int8(x, L, dwA, q->w, q->s, bA, mid, NULL, NULL, NULL, CIN, COUT, 1, q->D);    \
-            q->w += CIN * COUT, q->s += COUT;                                                    \
+            stage_int8(x, L, dwA, q->w, q->corr, q->s, bA, mid, NULL, NULL, NULL, CIN, COUT, 1,  \
+                       q->D);                                                                    \
+            q->w += CIN * COUT, q->corr += COUT, q->s += COUT;                                   \
         }                                                                                        \
-        stage_int8(mid, (L + 1) / 2, dwB, q->w, q->s, bB, out, x, WS, bS, COUT, COUT, CIN, q->D); \
-        q->w += COUT * COUT, q->s += COUT;                                                       \
+        stage_int8(mid, (L + 1) / 2, dwB, q->w, q->corr, q->s, bB, out, x, WS, bS, COUT, COUT,   \
+                   CIN, q->D);                                                                   \
+        q->w += COUT * COUT, q->corr += COUT, q->s += COUT;                                      \
         return bS + COUT;                                                                        \
     }
 BLOCK(block1, 1, 8)
@@ -218,7 +251,8 @@ BLOCK(block3, 16, 32)
 #define INT8_D_FLOATS (1500 * 8)
 #define INT8_WEIGHTS (8 * 8 + 8 * 16 + 16 * 16 + 16 * 32 + 32 * 32)
 #define INT8_SCALES (8 + 16 + 16 + 32 + 32)
-#define WORK_INT8_FLOATS (WORK_FLOATS + INT8_D_FLOATS + INT8_WEIGHTS / 2)
+/* int8 extra after INT8_D_FLOATS: the weights (at most 2 bytes each) and the offset corrections */
+#define WORK_INT8_FLOATS (WORK_FLOATS + INT8_D_FLOATS + INT8_WEIGHTS / 2 + INT8_SCALES)
 
 static Py_ssize_t weight_count(void) {
     Py_ssize_t n = NCH; /* input scale */
@@ -230,8 +264,9 @@ static Py_ssize_t weight_count(void) {
     return n + NCLS * NCH * 32 + NCLS;
 }
 
-/* the int8 pointwise weights (integer values in the float array) as [CIN/2][COUT][2] int16 */
-static void pack_int8(const float *w, int16_t *wq) {
+/* the int8 pointwise weights (integer values in the float array) as [CIN/GROUP][COUT][GROUP] wq_t,
+   and per output channel ACT_OFFSET * sum of its weights (what the activation offset adds) */
+static void pack_int8(const float *w, wq_t *wq, int32_t *corr) {
     int ch[4] = {1, 8, 16, 32};
     const float *p = w + NCH;
     for (int k = 0; k < 3; k++) {
@@ -240,10 +275,14 @@ static void pack_int8(const float *w, int16_t *wq) {
         const float *mats[2] = {WA, WB};
         int cins[2] = {ci, co};
         for (int m = ci == 1 ? 1 : 0; m < 2; m++) {
+            for (int o = 0; o < co; o++) corr[o] = 0;
             for (int i = 0; i < cins[m]; i++)
-                for (int o = 0; o < co; o++)
-                    wq[2 * ((i / 2) * co + o) + (i & 1)] = (int16_t)mats[m][i * co + o];
-            wq += cins[m] * co;
+                for (int o = 0; o < co; o++) {
+                    int v = (int)mats[m][i * co + o];
+                    wq[GROUP * ((i / GROUP) * co + o) + i % GROUP] = (wq_t)v;
+                    corr[o] += ACT_OFFSET * v;
+                }
+            wq += cins[m] * co, corr += co;
         }
         p += 3 * ci + ci * co + co + 3 * co + co * co + co + ci * co + co;
     }
@@ -255,14 +294,15 @@ static void forward(const float *w, const float *x, float *logits, float *work, 
     float *a3 = y2 + 188 * 16, *y3 = a3 + 94 * 32;
     const float *scale = w, *blocks = w + NCH;
     const float *hw = w + weight_count() - (NCLS * NCH * 32 + NCLS), *hb = hw + NCLS * NCH * 32;
-    int16_t *wq = (int16_t *)(work + WORK_FLOATS + INT8_D_FLOATS);
-    if (int8) pack_int8(w, wq);
+    int32_t *corr = (int32_t *)(work + WORK_FLOATS + INT8_D_FLOATS);
+    wq_t *wq = (wq_t *)(corr + INT8_SCALES);
+    if (int8) pack_int8(w, wq, corr);
     for (Py_ssize_t e = 0; e < n; e++) {
         float feat[NCH * 32];
         for (int c = 0; c < NCH; c++) {
             const float *xc = x + (e * NCH + c) * T;
             for (int t = 0; t < T; t++) x0[t] = xc[t] * scale[c];
-            struct int8_weights q = {wq, w + weight_count(), work + WORK_FLOATS};
+            struct int8_weights q = {wq, corr, w + weight_count(), work + WORK_FLOATS};
             struct int8_weights *qp = int8 ? &q : NULL;
             const float *p = block1(blocks, x0, T, a1, y1, qp);
             p = block2(p, y1, 750, a2, y2, qp);
