@@ -78,7 +78,8 @@ def pack_native_int8(model: ULWSleepNet) -> np.ndarray:
     one scale per output channel, and those scales appended in stage order."""
     from edge.models.ulw_numpy import INT8_STAGES, PackedULW
 
-    packed = PackedULW(pack_native(model))  # views into one array, edited in place
+    weights = pack_native(model)
+    packed = PackedULW(weights)  # views into ``weights``, edited in place
     scales = []
     for blk, st in INT8_STAGES:
         stage = (packed.blocks[blk].a, packed.blocks[blk].b)[st]
@@ -87,8 +88,7 @@ def pack_native_int8(model: ULWSleepNet) -> np.ndarray:
         scale[scale == 0] = 1.0
         stage.w[...] = np.clip(np.rint(w / scale), -127, 127)
         scales.append(scale)
-    base = packed.input_scale.base
-    return np.concatenate([base, np.concatenate(scales)]).astype(np.float32)
+    return np.concatenate([weights, np.concatenate(scales)]).astype(np.float32)
 
 
 def native_parity(model: ULWSleepNet, path: Path, n: int = 64, seed: int = 0) -> float:
