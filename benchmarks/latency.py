@@ -12,6 +12,7 @@ The bundled ULW-SleepNet is timed through the edge runtime exactly as edge-run c
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -45,6 +46,7 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
 
     from edge.models import load_epoch_model
     from edge.models.manifest import Manifest
+    from edge.models.runner import BACKENDS, PRECISIONS
     from training.models.ulw_sleepnet import ULWSleepNet
 
     torch.set_num_threads(1)
@@ -55,13 +57,9 @@ def ulw_records(n: int, batches: tuple[int, ...]) -> list[dict]:
     common = {"model": "ulw_sleepnet", "params": manifest.data["params"]}
     common["macs"] = manifest.data["macs"]
     runners = {}
-    keys = ("onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8", "native_fp32", "native_int8")
-    for key in keys:
+    for backend, precision in itertools.product(("onnxruntime", "litert", "native"), PRECISIONS):
+        key = f"{BACKENDS[backend]}_{precision}"  # the manifest's file for this variant
         if key in files:
-            backend = {"onnx": "onnxruntime", "tflite": "litert", "native": "native"}[
-                key.split("_")[0]
-            ]
-            precision = key.split("_")[1]
             runners[(backend, precision, files[key]["bytes"])] = load_epoch_model(
                 manifest.path, backend, precision, threads=1
             )

@@ -82,7 +82,7 @@ def pack_native_int8(model: ULWSleepNet) -> np.ndarray:
     packed = PackedULW(weights)  # views into ``weights``, edited in place
     scales = []
     for blk, st in INT8_STAGES:
-        stage = (packed.blocks[blk].a, packed.blocks[blk].b)[st]
+        stage = packed.stage(blk, st)
         w = stage.w.astype(np.float64)
         scale = np.abs(w).max(axis=0) / 127.0
         scale[scale == 0] = 1.0

@@ -68,8 +68,8 @@ def test_quantize_rows_is_symmetric_int8_within_half_a_step(d):
 def test_packed_int8_weights_round_the_fp32_weights(model):
     fp32, int8 = PackedULW(pack_native(model)), PackedULW(pack_native_int8(model), int8=True)
     for blk, stage_index in INT8_STAGES:
-        w = (fp32.blocks[blk].a, fp32.blocks[blk].b)[stage_index].w
-        q = (int8.blocks[blk].a, int8.blocks[blk].b)[stage_index]
+        w = fp32.stage(blk, stage_index).w
+        q = int8.stage(blk, stage_index)
         assert np.abs(q.w).max() == 127 and np.all(q.w == np.rint(q.w))
         assert np.all(np.abs(w - q.w * q.w_scale) <= 0.5 * q.w_scale * (1 + 1e-5))
     # every other weight is carried unchanged
@@ -81,6 +81,8 @@ def test_packed_int8_weights_round_the_fp32_weights(model):
         PackedULW(w, int8=True)
     with pytest.raises(ValueError, match="packed int8 weights"):
         PackedULW(pack_native(model), int8=True)
+    with pytest.raises(ValueError, match="model input must be"):  # one clear error, as the runners
+        NumpyEpochModel(pack_native(model)).predict(np.zeros((1, 4, 2999), np.float32))
 
 
 @settings(max_examples=15, deadline=None)
@@ -144,12 +146,13 @@ def test_every_instruction_path_is_the_reference(model, int8_file, tmp_path, pat
     chosen by -march=native) against the numpy reference. A host without AVX-VNNI cannot run
     the vnni-u8 build: there that case checks the host's own native build instead."""
     import platform
+    from pathlib import Path
 
     if platform.machine() not in ("x86_64", "AMD64"):
         flags: list[str] = []  # another architecture: its own vector width, the plain loop
     else:
         flags = X86_PATHS[path]
-        if path == "vnni-u8" and "avx_vnni" not in open("/proc/cpuinfo").read():
+        if path == "vnni-u8" and "avx_vnni" not in Path("/proc/cpuinfo").read_text():
             flags = ["-march=native"]  # this host's best path instead of one it cannot run
     k = _build_kernel(tmp_path, flags)
     x = np.concatenate([_signal(kind, 30.0, 5) for kind in ("noise", "sine", "spikes")])

@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variants",
         help="with --manifest: BACKEND:PRECISION list; the first is the reference for agreement "
-        "(ulw default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8,native:fp32; "
+        "(ulw default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8,native:fp32,"
+        "native:int8; "
         "mamba default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,native:fp32,numpy:fp32)",
     )
     ap.add_argument("--json", action="store_true")
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "mamba":
         return _mamba(args)
     args.variants = args.variants or (
-        "onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8,native:fp32"
+        "onnxruntime:fp32,onnxruntime:int8,litert:fp32,litert:int8,native:fp32,native:int8"
     )
     if args.manifest is not None:
         model = Variants(args.manifest, args.variants.split(","))

@@ -1,7 +1,7 @@
 """Per-epoch model runners behind one interface: ``predict(epochs [B, C, T]) → logits [B, K]``.
 
 Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files), LiteRT
-(``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``) and native (a C
+(``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``), native (a C
 kernel built at install, ``edge/native``; ``native_fp32`` / ``native_int8``, packed weights) and
 numpy (``edge.models.ulw_numpy``, the kernel's reference, on the same files). Sessions run with
 a fixed number of intra-op threads (one by default: a Pi-class device stages one stream; a
@@ -30,7 +30,7 @@ class EpochModel(Protocol):
     def predict(self, epochs: np.ndarray) -> np.ndarray: ...
 
 
-def _check_input(x: np.ndarray, want: list[int]) -> np.ndarray:
+def check_input(x: np.ndarray, want: list[int]) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 3 or list(x.shape[1:]) != list(want):
         raise ValueError(f"model input must be [batch, {want[0]}, {want[1]}], got {x.shape}")
@@ -49,7 +49,7 @@ class OnnxEpochModel:
         self.shape = list(self.session.get_inputs()[0].shape[1:])
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
-        x = _check_input(epochs, self.shape)
+        x = check_input(epochs, self.shape)
         return self.session.run([self.output], {self.input: x})[0]
 
 
@@ -81,7 +81,7 @@ class LiteRTEpochModel:
         self.interpreter.allocate_tensors()
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
-        x = _check_input(epochs, self.shape)
+        x = check_input(epochs, self.shape)
         if self._in["dtype"] == np.int8:
             scale, zero = self._in["quantization"]
             x = np.clip(np.rint(x / scale) + zero, -128, 127).astype(np.int8)
@@ -122,7 +122,7 @@ class NativeEpochModel:
         self._lock = threading.Lock()  # one scratch buffer; the kernel runs without the GIL
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
-        x = _check_input(epochs, self.shape)
+        x = check_input(epochs, self.shape)
         logits = np.empty((len(x), self._kernel.CLASSES), np.float32)
         with self._lock:
             self._forward(self._weights, x, logits, self._work)
@@ -167,5 +167,5 @@ class Prescaled:
         self.shape = model.shape
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
-        x = _check_input(epochs, self.shape)
+        x = check_input(epochs, self.shape)
         return self.model.predict(x * self.scale)

@@ -80,13 +80,14 @@ class PackedULW:
         self.head_b = take(CLASSES)
         if int8:
             for blk, st in INT8_STAGES:
-                stage = (self.blocks[blk].a, self.blocks[blk].b)[st]
+                stage = self.stage(blk, st)
                 stage.w_scale = take(stage.w.shape[1])
                 if np.any(np.abs(stage.w) > 127) or np.any(stage.w != np.rint(stage.w)):
                     raise ValueError(f"block {blk + 1} stage {st}: weights are not int8 values")
 
-    def stages(self) -> list[Stage]:
-        return [s for blk in self.blocks for s in (blk.a, blk.b)]
+    def stage(self, block: int, index: int) -> Stage:
+        """Stage ``index`` (0: a, 1: b) of block ``block`` (0-based), as INT8_STAGES names them."""
+        return (self.blocks[block].a, self.blocks[block].b)[index]
 
 
 def _depthwise(x: np.ndarray, dw: np.ndarray) -> np.ndarray:
@@ -105,10 +106,11 @@ def quantize_rows(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(q, -127, 127), (m / np.float32(127.0)).astype(np.float32)
 
 
-def _stage(x: np.ndarray, s: Stage, int8: bool) -> np.ndarray:
-    """relu(maxpool2,ceil(pointwise(depthwise(x)))) for x [R, L, cin] → [R, ceil(L/2), cout]."""
+def _stage(x: np.ndarray, s: Stage) -> np.ndarray:
+    """relu(maxpool2,ceil(pointwise(depthwise(x)))) for x [R, L, cin] → [R, ceil(L/2), cout];
+    the pointwise on int8 where the stage has weight scales."""
     d = _depthwise(x, s.dw)
-    if int8 and s.w_scale is not None:
+    if s.w_scale is not None:
         q, a_scale = quantize_rows(d)
         acc = np.matmul(q.astype(np.float64), s.w.astype(np.float64))  # exact integers
         y = (acc * (a_scale[:, None, None] * s.w_scale)).astype(np.float32) + s.b
@@ -124,8 +126,8 @@ def forward(p: PackedULW, epochs: np.ndarray) -> np.ndarray:
     n = len(epochs)
     x = (epochs * p.input_scale[None, :, None]).reshape(n * CHANNELS, SAMPLES, 1)
     for blk in p.blocks:
-        mid = _stage(x, blk.a, p.int8)
-        y = _stage(mid, blk.b, p.int8)
+        mid = _stage(x, blk.a)
+        y = _stage(mid, blk.b)
         x = y + (x[:, ::4] @ blk.ws + blk.bs)
     feat = x.mean(axis=1).reshape(n, CHANNELS * WIDTHS[-1])
     return (feat @ p.head_w.T + p.head_b).astype(np.float32)
@@ -140,6 +142,9 @@ class NumpyEpochModel:
         self.batch = batch
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
+        from edge.models.runner import check_input
+
+        epochs = check_input(epochs, self.shape)
         parts = [
             forward(self.packed, epochs[i : i + self.batch])
             for i in range(0, len(epochs), self.batch)
