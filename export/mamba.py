@@ -270,6 +270,7 @@ def export_mamba(
     evaluation: Path | None = None,
     tflite: bool = True,
     wake_sleep_evaluation: Path | None = None,
+    validation_evaluation: Path | None = None,
     calibration_nights: int = 4,
     parity_steps: int = 10_000,
     cache: Path = Path("runs/anne_cache"),
@@ -392,11 +393,33 @@ def export_mamba(
         "every other layer, dt, A, D, the convolution and the state in fp32",
     }
     manifest["evaluation_weights"] = evaluation_weights
-    if evaluation and evaluation.exists():
-        manifest["metrics"] = json.loads(evaluation.read_text())
-    if wake_sleep_evaluation and wake_sleep_evaluation.exists():
-        manifest["metrics_wake_sleep_mmash"] = json.loads(wake_sleep_evaluation.read_text())
+    with_metrics(manifest, evaluation, wake_sleep_evaluation, validation_evaluation)
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+METRIC_KEYS = {
+    "evaluation": "metrics",
+    "wake_sleep_evaluation": "metrics_wake_sleep_mmash",
+    "validation_evaluation": "metrics_validation",
+}
+
+
+def with_metrics(manifest: dict, *evaluations: Path | None) -> dict:
+    """Sets the manifest's metrics from ``python -m training.evaluate --json`` files, in the
+    order of ``METRIC_KEYS`` (held-out Walch, held-out MMASH, Walch validation); a file not
+    given leaves its key as it was."""
+    for key, path in zip(METRIC_KEYS.values(), evaluations, strict=True):
+        if path is not None:
+            manifest[key] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return manifest
+
+
+def update_metrics(out: Path, *evaluations: Path | None) -> dict:
+    """Rewrites only the metrics of the manifest in ``out`` (the files and their hashes stay)."""
+    path = out / f"{NAME}.json"
+    manifest = with_metrics(json.loads(path.read_text(encoding="utf-8")), *evaluations)
+    path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -407,13 +430,23 @@ def _save_weights(path: Path, state: dict, config: dict, stats: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.mamba", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--out", type=Path, default=Path("edge/models/mamba_anne"))
     ap.add_argument("--evaluation", type=Path, help="JSON from python -m training.evaluate")
     ap.add_argument(
         "--wake-sleep-evaluation",
         type=Path,
         help="JSON from python -m training.evaluate --model mamba --dataset mmash",
+    )
+    ap.add_argument(
+        "--validation-evaluation",
+        type=Path,
+        help="JSON from python -m training.evaluate --model mamba --dataset walch --split val",
+    )
+    ap.add_argument(
+        "--metrics-only",
+        action="store_true",
+        help="only set the metrics of the manifest in --out from the evaluation JSON files",
     )
     ap.add_argument("--cache", type=Path, default=Path("runs/anne_cache"), help="feature cache")
     ap.add_argument(
@@ -425,6 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-tflite", action="store_true", help="skip TFLite (no litert extra)")
     args = ap.parse_args(argv)
+    evaluations = (args.evaluation, args.wake_sleep_evaluation, args.validation_evaluation)
+    if args.metrics_only:
+        update_metrics(args.out, *evaluations)
+        print(f"export: metrics of {args.out / (NAME + '.json')} updated")
+        return 0
+    if args.checkpoint is None:
+        ap.error("--checkpoint is required (or --metrics-only)")
     m = export_mamba(
         args.checkpoint,
         args.out,
@@ -433,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         cache=args.cache,
         also=tuple(args.also),
         wake_sleep_evaluation=args.wake_sleep_evaluation,
+        validation_evaluation=args.validation_evaluation,
     )
     print(f"export: {args.out / m['files']['onnx_fp32']['path']} parity {m['parity']}")
     return 0

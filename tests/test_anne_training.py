@@ -1,25 +1,32 @@
 """Causal Mamba training path: the fast scan, real ANNE exports (EDF written with edfio), a
 training smoke run that resumes exactly, and the Walch evaluation's JSON on a tiny folder."""
 
+import json
 import shutil
 
 import edfio
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from edge.devices import load_device
 from edge.features import reference_frame_features
 from firmware_sim.resynth import data_root
 from tests.commands import run_json
 from training.data.anne import (
+    CLASS_MAPS,
     FeatureStats,
     Night,
     anne_export,
     keep_mask,
+    merge_classes,
     per_second_stages,
     to_classes,
 )
+from training.evaluate_mamba import WEIGHTS
 from training.models.mamba import fast_scan, sequential_scan
 from training.splits import load as load_split
 from training.train import main as train_main
@@ -107,24 +114,98 @@ def test_mamba_training_smoke_resumes_exactly(tmp_path):
     assert best["config"]["classes"] == 4 and len(best["stats"]["mean"]) == 140
 
 
-def test_walch_evaluation_json_on_a_folder_in_the_shared_layout(tmp_path):
-    split = load_split("walch")
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 20), st.just(5)), elements=st.floats(-30, 30)),
+    st.sampled_from([3, 4, 5]),
+)
+def test_merged_classes_sum_the_probabilities_of_their_stages(logits, k):
+    """Reference: softmax, then the probabilities of each group of CLASS_MAPS summed."""
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    groups = {3: [[0], [1, 2, 3], [4]], 4: [[0], [1, 2], [3], [4]], 5: [[i] for i in range(5)]}
+    want = np.stack([p[:, g].sum(axis=1) for g in groups[k]], axis=1)
+    np.testing.assert_allclose(np.exp(merge_classes(logits, k)), want, rtol=1e-9, atol=1e-12)
+
+
+def test_merge_classes_keeps_a_model_of_that_size_and_refuses_other_sizes():
+    lg = np.array([[2.0, 0.5, -1.0]])
+    np.testing.assert_allclose(np.exp(merge_classes(lg, 3)).sum(), 1.0)
+    assert merge_classes(lg, 3).argmax() == 0
+    with pytest.raises(ValueError, match="4 classes cannot become 3"):
+        merge_classes(np.zeros((2, 4)), 3)
+
+
+def walch_folder(tmp_path, subjects):
     folder = tmp_path / "sleep_accel_walch" / "features"
     folder.mkdir(parents=True)
-    for s in (split["subjects"]["test"][0], split["subjects"]["train"][0]):
+    for s in subjects:
         shutil.copy(data_root() / "sleep_accel_walch" / "features" / f"{s}.npz", folder)
+    return folder.parent
+
+
+def test_walch_evaluation_json_on_a_folder_in_the_shared_layout(tmp_path):
+    split = load_split("walch")
+    data = walch_folder(tmp_path, (split["subjects"]["test"][0], split["subjects"]["train"][0]))
     r = run_json(
         "training.evaluate", "--model", "mamba", "--dataset", "walch",
-        "--data", str(tmp_path / "sleep_accel_walch"), "--max-epochs", "120", "--json",
+        "--data", str(data), "--max-epochs", "120", "--json",
     )  # fmt: skip
     assert set(r) == {"3", "4", "5"}
     for k, res in r.items():
         assert KEYS <= set(res) and KEYS <= set(res["ceiling"])
         assert len(res["confusion"]) == int(k)
         assert res["subjects"] == [split["subjects"]["test"][0]]  # the training subject is skipped
+        assert res["split"] == "test"
         assert res["n_epochs"] == res["ceiling"]["n_epochs"] > 100  # the same epochs
         assert {"full", "chest", "acc"} == set(res["ablations"])
         assert KEYS <= set(res["bidirectional"])
+        # every class count is staged by the bundled 5-class model, its stages relabelled;
+        # its summed probabilities and the dedicated 3- and 4-class models on the same epochs
+        assert res["model"].startswith("causal_5class.pt")
+        if k == "5":
+            assert "dedicated" not in res and "relabelled" not in res["model"]
+            continue
+        assert "relabelled" in res["model"]
+        assert KEYS <= set(res["summed_probabilities"])
+        dedicated = res["dedicated"]
+        assert KEYS <= set(dedicated) and KEYS <= set(dedicated["bidirectional"])
+        assert dedicated["model"] == f"causal_{k}class.pt"
+        assert dedicated["n_epochs"] == res["summed_probabilities"]["n_epochs"] == res["n_epochs"]
+        assert dedicated["kappa_minus_ceiling"] == pytest.approx(
+            dedicated["kappa"] - res["ceiling"]["kappa"]
+        )
+    # relabelling the stages: the 3- and 4-class confusions are the 5-class one, merged
+    five = np.array(r["5"]["confusion"])
+    for k in (3, 4):
+        merge = np.eye(k, dtype=np.int64)[list(CLASS_MAPS[k])]  # [5, k]
+        assert (merge.T @ five @ merge).tolist() == r[str(k)]["confusion"]
+        for sensors in ("chest", "acc"):
+            five_ablated = np.array(r["5"]["ablations"][sensors]["confusion"])
+            got = r[str(k)]["ablations"][sensors]["confusion"]
+            assert (merge.T @ five_ablated @ merge).tolist() == got
+
+
+def test_walch_validation_split_and_weights_without_a_5_class_model(tmp_path):
+    """``--split val`` scores the committed validation subjects; weights without a 5-class
+    model stage each class count with its own model."""
+    split = load_split("walch")
+    val, test = split["subjects"]["val"][0], split["subjects"]["test"][0]
+    data = walch_folder(tmp_path, (val, test))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("causal_3class.pt", "bidirectional_3class.pt"):
+        (weights / name).symlink_to(WEIGHTS / name)
+    r = run_json(
+        "training.evaluate", "--model", "mamba", "--dataset", "walch", "--split", "val",
+        "--data", str(data), "--weights", str(weights), "--max-epochs", "60", "--json",
+    )  # fmt: skip
+    assert set(r) == {"3"}
+    res = r["3"]
+    assert res["subjects"] == [val] and res["split"] == "val"
+    assert "validation" in res["data"]
+    assert res["model"] == "causal_3class.pt" and "dedicated" not in res
+    assert KEYS <= set(res["bidirectional"])
 
 
 def test_wake_sleep_loss_scores_only_p_wake_on_mmash_crops():
@@ -163,9 +244,82 @@ def test_mmash_wake_sleep_evaluation_json(tmp_path):
         "--data", str(tmp_path / "mmash"), "--max-epochs", "600", "--json",
     )  # fmt: skip
     assert set(r) == {"3", "4", "5"}
-    for res in r.values():
+    for k, res in r.items():
         assert KEYS <= set(res) and KEYS <= set(res["ceiling"])
+        assert res["model"].startswith("causal_5class.pt")
+        if k != "5":
+            assert KEYS <= set(res["dedicated"])
+            assert res["dedicated"]["n_epochs"] == res["n_epochs"]
         assert res["subjects"] == [test_user]  # the training user is skipped
         assert res["n_epochs"] == res["ceiling"]["n_epochs"] == 600  # the same epochs
         truth = np.array(res["confusion"]).sum(axis=1)
         assert truth[0] == 480 and truth[1] == 120  # 4 h awake before bed, then asleep
+
+
+def test_export_metrics_only_rewrites_the_metrics_and_nothing_else(tmp_path):
+    from export.mamba import main as export_main
+
+    bundled = json.loads((WEIGHTS / "mamba_anne.json").read_text())
+    (tmp_path / "mamba_anne.json").write_text(json.dumps(bundled))
+    held_out, validation = tmp_path / "test.json", tmp_path / "val.json"
+    held_out.write_text(json.dumps({"5": {"kappa": 0.5}}))
+    validation.write_text(json.dumps({"5": {"kappa": 0.25}}))
+    args = ["--metrics-only", "--out", str(tmp_path), "--evaluation", str(held_out)]
+    assert export_main([*args, "--validation-evaluation", str(validation)]) == 0
+    got = json.loads((tmp_path / "mamba_anne.json").read_text())
+    assert got["metrics"] == {"5": {"kappa": 0.5}}
+    assert got["metrics_validation"] == {"5": {"kappa": 0.25}}
+    rewritten = ("metrics", "metrics_validation")
+    assert {k: v for k, v in got.items() if k not in rewritten} == {
+        k: v for k, v in bundled.items() if k not in rewritten
+    }
+    with pytest.raises(SystemExit):
+        export_main(["--out", str(tmp_path)])  # no checkpoint, not --metrics-only
+
+
+def test_cv_folds_partition_the_training_and_validation_subjects():
+    from training.train_mamba import cv_fold
+
+    split = load_split("walch")["subjects"]
+    folds = [cv_fold(4, i) for i in range(4)]
+    held = [s for _, v in folds for s in v]
+    assert sorted(held) == sorted(split["train"] + split["val"])  # each subject in one fold
+    for train, val in folds:
+        assert set(train).isdisjoint(val) and set(train) | set(val) == set(held)
+        assert set(train + val).isdisjoint(split["test"])
+    with pytest.raises(SystemExit):
+        cv_fold(4, 4)
+
+
+def test_cross_validation_smoke_pools_every_fold_and_resumes(tmp_path):
+    from training.cross_validate import main as cv_main
+
+    args = ["--folds", "2", "--classes", "5", "3", "--epochs", "1", "--steps", "1"]
+    args += ["--crop", "300", "--max-epochs", "20", "--max-nights", "6", "--no-mmash"]
+    args += ["--jobs", "2", "--out", str(tmp_path / "cv")]
+    assert cv_main(args) == 0
+    r = json.loads((tmp_path / "cv" / "cross_validation.json").read_text())
+    n = 6 * 20  # every subject scored once, by the fold that left it out
+    assert r["5"]["dedicated"]["n_epochs"] == r["5"]["ceiling"]["n_epochs"] == n
+    assert set(r["3"]) == {"relabelled", "summed_probabilities", "dedicated", "ceiling"}
+    for m in r["3"].values():
+        assert KEYS <= set(m) and m["n_epochs"] == n and len(m["fold_kappa"]) == 2
+    merge = np.eye(3, dtype=np.int64)[list(CLASS_MAPS[3])]
+    five = np.array(r["5"]["dedicated"]["confusion"])
+    assert (merge.T @ five @ merge).tolist() == r["3"]["relabelled"]["confusion"]
+    assert r["3"]["relabelled"]["kappa_minus_ceiling"] == pytest.approx(
+        r["3"]["relabelled"]["kappa"] - r["3"]["ceiling"]["kappa"]
+    )
+    subjects = [s for f in r["setup"]["folds"] for s in f]
+    assert len(subjects) == len(set(subjects)) == 6
+    split = load_split("walch")["subjects"]
+    assert set(subjects) <= set(split["train"] + split["val"])
+    stamp = (tmp_path / "cv" / "fold0-5class" / "final.pt").stat().st_mtime_ns
+    assert cv_main(args) == 0  # trained models are kept: only the scores are recomputed
+    assert (tmp_path / "cv" / "fold0-5class" / "final.pt").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "cv" / "cross_validation.json").read_text()) == r
+    longer = [a if a != "1" or args[i - 1] != "--epochs" else "2" for i, a in enumerate(args)]
+    assert cv_main(longer) == 0  # more passes: every run resumes from its last pass
+    final = torch.load(tmp_path / "cv" / "fold1-3class" / "final.pt", weights_only=False)
+    assert final["epoch"] == 2
+    assert "resumed at epoch 1" in (tmp_path / "cv" / "fold1-3class.log").read_text()

@@ -185,12 +185,21 @@ def main(argv: list[str] | None = None) -> int:
         "native:int8; "
         "mamba default: onnxruntime:fp32,onnxruntime:int8,litert:fp32,native:fp32,numpy:fp32)",
     )
+    ap.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="mamba on walch: the held-out subjects (default) or the validation subjects, "
+        "for model selection",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if (args.model == "mamba") != (args.dataset in ("walch", "mmash")):
         ap.error("--model mamba goes with --dataset walch or mmash; ulw with sleep-edf or dreams")
     if args.dataset == "mmash" and args.manifest is not None:
         ap.error("--manifest scores exported files on walch only")
+    if args.split != "test" and args.dataset != "walch":
+        ap.error("--split val goes with --model mamba --dataset walch")
     if args.model == "mamba":
         return _mamba(args)
     args.variants = args.variants or (
@@ -240,16 +249,23 @@ def _mamba(args) -> int:
         )
         variants = StepVariants(args.manifest, names.split(","))
     result = evaluate_walch(
-        args.data, args.weights or WEIGHTS, args.max_nights, args.max_epochs, variants
+        args.data, args.weights or WEIGHTS, args.max_nights, args.max_epochs, variants, args.split
     )
     if args.json:
         print(json.dumps(result))
         return 0
     for k, r in result.items():
-        print(f"== {k} classes ({r['n_epochs']} epochs, subjects {' '.join(r['subjects'])})")
+        print(
+            f"== {k} classes, {r['split']} ({r['n_epochs']} epochs, subjects "
+            f"{' '.join(r['subjects'])}): {r['model']}"
+        )
         rows = [("causal", r), ("ceiling", r["ceiling"])]
         if "bidirectional" in r:
             rows.append(("bidir", r["bidirectional"]))
+        if "dedicated" in r:
+            rows.append(("dedicated causal", r["dedicated"]))
+            if "bidirectional" in r["dedicated"]:
+                rows.append(("dedicated bidir", r["dedicated"]["bidirectional"]))
         rows += [(f"  {n}", a) for n, a in r["ablations"].items() if n != "full"]
         rows += [(f"  {n}", v) for n, v in r.get("variants", {}).items()]
         for label, m in rows:
@@ -277,9 +293,15 @@ def _wake_sleep(args) -> int:
         print(json.dumps(result))
         return 0
     for k, r in result.items():
-        print(f"== wake/sleep, {k}-class model ({r['n_epochs']} epochs, {' '.join(r['subjects'])})")
-        for label, m in (("causal", r), ("ceiling", r["ceiling"])):
-            print(metrics_line(label, m, 8))
+        print(
+            f"== wake/sleep, {k}-class staging ({r['n_epochs']} epochs, "
+            f"{' '.join(r['subjects'])}): {r['model']}"
+        )
+        rows = [("causal", r), ("ceiling", r["ceiling"])]
+        if "dedicated" in r:
+            rows.append(("dedicated", r["dedicated"]))
+        for label, m in rows:
+            print(metrics_line(label, m, 10))
         print("confusion (rows truth awake, asleep):")
         for row in r["confusion"]:
             print("  " + " ".join(f"{v:6d}" for v in row))

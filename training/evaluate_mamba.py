@@ -4,12 +4,17 @@ Every subject in DIR (the layout of ../shared/data/sleep_accel_walch: ``features
 that is not a training or validation subject of the committed split is resynthesised into ANNE
 streams from its real heart rate and activity, run through the runtime's feature chain, and
 staged from a zero state, one second at a time in effect (the causal model's full-sequence
-forward equals its step, tests/test_mamba_model.py). For 3, 4 and 5 classes it reports:
+forward equals its step, tests/test_mamba_model.py). ``--split val`` scores the committed
+validation subjects instead (to choose between models, never a reported score). For 3, 4 and 5
+classes it reports:
 
-- the causal model with every sensor, and the ablations ``chest`` (ECG, ACC, chest temperature:
-  no finger unit) and ``acc`` (accelerometry only), the same weights with the other sensors
-  absent (their features 0, as the runtime feeds a missing sensor);
+- the causal 5-class model (the one the runtime ships; its stage relabelled at 4 and 3
+  classes, ``record_model``) with every sensor, and the ablations ``chest`` (ECG, ACC, chest
+  temperature: no finger unit) and ``acc`` (accelerometry only), the same weights with the
+  other sensors absent (their features 0, as the runtime feeds a missing sensor);
 - the bidirectional (offline) variant, for the causal-vs-bidirectional gap;
+- at 4 and 3 classes, on the same epochs: the 5-class model's probabilities summed per class
+  (``summed_probabilities``) and the dedicated ``causal_<K>class.pt`` models (``dedicated``);
 - the information ceiling: gradient boosting on the real Walch features of the training
   subjects that the resynthesis carries (heart rate, activity count), with the context a causal
   model has (causal means and deviations from 1 minute to the whole night so far, the time since
@@ -26,12 +31,14 @@ import torch
 from firmware_sim.resynth.data import data_root
 from firmware_sim.resynth.nights import WALCH_STAGE
 from training.data.anne import (
+    CLASS_MAPS,
     CLASS_NAMES,
     SENSOR_SETS,
     FeatureStats,
     Night,
     epoch_logits,
     keep_mask,
+    merge_classes,
     resynth_walch,
     to_classes,
 )
@@ -109,6 +116,27 @@ def ceiling_classifier(subjects: list[str], root: Path, n_classes: int):
     ).fit(x, y)
 
 
+def ceiling_staged(
+    root: Path, train_subjects: list[str], subjects: list[str], k: int, max_epochs: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) at ``k`` classes of the ceiling trained on ``train_subjects`` over
+    the epochs of ``subjects`` (the first ``max_epochs`` a night when nights are cut, as the
+    model's)."""
+    ceiling = ceiling_classifier(train_subjects, data_root_for_ceiling(root), k)
+    cy, cp = [], []
+    for s in subjects:
+        path = root / "sleep_accel_walch" / "features" / f"{s}.npz"
+        fx, fy = ceiling_features(path)
+        if max_epochs:
+            with np.load(path) as z:
+                ep = np.rint(z["time"] * 3600 / 30).astype(np.int64)
+            keep = ep - ep[0] < max_epochs
+            fx, fy = fx[keep], fy[keep]
+        cy.append(to_classes(fy, k))
+        cp.append(ceiling.predict(fx))
+    return np.concatenate(cy), np.concatenate(cp)
+
+
 def load_weights(path: Path) -> tuple[MambaStager, FeatureStats]:
     ck = torch.load(path, weights_only=False)
     cfg = ck["config"]
@@ -117,12 +145,79 @@ def load_weights(path: Path) -> tuple[MambaStager, FeatureStats]:
     return model.eval(), FeatureStats.from_json(ck["stats"])
 
 
-def causal_models(weights: Path):
-    """(class count, model, normalisation) of each causal_<K>class.pt in ``weights``."""
-    for k in (3, 4, 5):
-        path = weights / f"causal_{k}class.pt"
+def record_model(weights: Path, k: int) -> Path | None:
+    """The weights whose staging is scored at ``k`` classes: the 5-class causal model, the one
+    the runtime ships, its stages relabelled (N1+N2 light, N1+N2+N3 NREM: what a user of its
+    stages reads at fewer classes); without it ``causal_<k>class.pt``."""
+    for path in (weights / "causal_5class.pt", weights / f"causal_{k}class.pt"):
         if path.exists():
-            yield (k, *load_weights(path))
+            return path
+    return None
+
+
+def model_label(path: Path, k: int) -> str:
+    classes = torch.load(path, weights_only=False)["config"]["classes"]
+    relabelled = f", its stages relabelled {' | '.join(group_names(k))}" if classes != k else ""
+    return f"{path.name}{relabelled}"
+
+
+def group_names(k: int) -> list[str]:
+    """The five stages in each of ``k`` classes, e.g. ``W``, ``N1+N2``."""
+    five = ("W", "N1", "N2", "N3", "REM")
+    return [
+        "+".join(s for s, c in zip(five, CLASS_MAPS[k], strict=True) if c == group)
+        for group in range(k)
+    ]
+
+
+def predict(epoch_logits: np.ndarray, k: int, decode: str = "stage") -> np.ndarray:
+    """Class per epoch at ``k`` classes from a model's epoch logits. A model with more classes
+    (five) either stages and relabels (``stage``: argmax over the five stages, then
+    ``CLASS_MAPS``) or adds up its probabilities per class (``summed``: ``merge_classes``)."""
+    if epoch_logits.shape[1] == k:
+        return epoch_logits.argmax(axis=1)
+    if decode == "stage":
+        return to_classes(epoch_logits.argmax(axis=1), k)
+    return merge_classes(epoch_logits, k).argmax(axis=1)
+
+
+class EpochLogits:
+    """Per-epoch mean logits of every night (the runtime's 30-s rule), per weights file and
+    sensor set, computed once and shared by every class count scored from them."""
+
+    def __init__(self, nights: list[Night]) -> None:
+        self.nights = nights
+        self._models: dict[Path, tuple[MambaStager, FeatureStats]] = {}
+        self._runs: dict[tuple[Path, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def runs(self, path: Path, sensors: str = "full") -> list[tuple[np.ndarray, np.ndarray]]:
+        """(epoch logits, the night's label of each epoch) per night; unlabelled epochs out."""
+        if (path, sensors) not in self._runs:
+            if path not in self._models:
+                self._models[path] = load_weights(path)
+            model, stats = self._models[path]
+            mask = None if sensors == "full" else keep_mask(SENSOR_SETS[sensors])
+            self._runs[path, sensors] = [
+                epoch_logits(night_logits(model, stats, n, mask), n.y) for n in self.nights
+            ]
+        return self._runs[path, sensors]
+
+    def staged(
+        self, path: Path, k: int, sensors: str = "full", decode: str = "stage"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels as the nights hold them — five stages, or wake/sleep —, predicted class at
+        ``k`` classes) per epoch."""
+        runs = self.runs(path, sensors)
+        return (
+            np.concatenate([ye for _, ye in runs]),
+            np.concatenate([predict(lg, k, decode) for lg, _ in runs]),
+        )
+
+    def stage_metrics(
+        self, path: Path, k: int, sensors: str = "full", decode: str = "stage"
+    ) -> dict:
+        y, p = self.staged(path, k, sensors, decode)
+        return stage_metrics(to_classes(y, k), p, CLASS_NAMES[k])
 
 
 def night_logits(model: MambaStager, stats: FeatureStats, night: Night, mask=None) -> np.ndarray:
@@ -133,72 +228,73 @@ def night_logits(model: MambaStager, stats: FeatureStats, night: Night, mask=Non
         return model(torch.from_numpy(x)[None])[0].numpy()
 
 
+def with_bidirectional(out: dict, logits: EpochLogits, path: Path, k: int) -> dict:
+    """Adds the bidirectional twin of ``path`` (same name, ``bidirectional_``) and the gap."""
+    twin = path.with_name(path.name.replace("causal_", "bidirectional_"))
+    if twin.exists():
+        out["bidirectional"] = logits.stage_metrics(twin, k)
+        out["causal_minus_bidirectional_balanced_accuracy"] = (
+            out["balanced_accuracy"] - out["bidirectional"]["balanced_accuracy"]
+        )
+    return out
+
+
+def evaluated_subjects(root: Path, split: str, max_nights: int | None) -> list[str]:
+    """``test``: every subject under ``root`` the committed split did not train or validate
+    on; ``val``: the committed validation subjects (model selection, never a reported score)."""
+    present = sorted(p.stem for p in (root / "sleep_accel_walch" / "features").glob("*.npz"))
+    if split == "val":
+        chosen = set(load_split("walch")["subjects"]["val"])
+        return [s for s in present if s in chosen][:max_nights]
+    trained_on = seen("walch")
+    return [s for s in present if s not in trained_on][:max_nights]
+
+
 def evaluate_walch(
     data: Path,
     weights: Path = WEIGHTS,
     max_nights: int | None = None,
     max_epochs: int | None = None,
     variants=None,
+    split: str = "test",
 ) -> dict:
     root = walch_root(data)
-    split = load_split("walch")
-    trained_on = seen("walch")
-    subjects = sorted(
-        p.stem
-        for p in (root / "sleep_accel_walch" / "features").glob("*.npz")
-        if p.stem not in trained_on
-    )[:max_nights]
+    subjects = evaluated_subjects(root, split, max_nights)
     if not subjects:
-        raise SystemExit(f"evaluate: no held-out Walch subject under {data}")
+        raise SystemExit(f"evaluate: no {split} Walch subject under {data}")
     nights = [resynth_walch(s, root=root, max_epochs=max_epochs) for s in subjects]
+    logits = EpochLogits(nights)
+    train_subjects = load_split("walch")["subjects"]["train"]
     result: dict = {}
-    for k, model, stats in causal_models(weights):
-        runs = {name: ([], []) for name in SENSOR_SETS}
-        for night in nights:
-            for name, sensors in SENSOR_SETS.items():
-                mask = None if name == "full" else keep_mask(sensors)
-                lg, ye = epoch_logits(
-                    night_logits(model, stats, night, mask), to_classes(night.y, k)
-                )
-                runs[name][0].append(ye)
-                runs[name][1].append(lg.argmax(axis=1))
-        y = np.concatenate(runs["full"][0])
-        labels = CLASS_NAMES[k]
-        out = stage_metrics(y, np.concatenate(runs["full"][1]), labels)
-        out["ablations"] = {
-            name: stage_metrics(np.concatenate(r[0]), np.concatenate(r[1]), labels)
-            for name, r in runs.items()
-        }
-        bidir_path = weights / f"bidirectional_{k}class.pt"
-        if bidir_path.exists():
-            bmodel, bstats = load_weights(bidir_path)
-            bp = [
-                epoch_logits(night_logits(bmodel, bstats, n), to_classes(n.y, k))[0].argmax(1)
-                for n in nights
-            ]
-            out["bidirectional"] = stage_metrics(y, np.concatenate(bp), labels)
-            out["causal_minus_bidirectional_balanced_accuracy"] = (
-                out["balanced_accuracy"] - out["bidirectional"]["balanced_accuracy"]
-            )
-        ceiling = ceiling_classifier(split["subjects"]["train"], data_root_for_ceiling(root), k)
-        cy, cp = [], []
-        for s in subjects:
-            fx, fy = ceiling_features(root / "sleep_accel_walch" / "features" / f"{s}.npz")
-            if max_epochs:  # the same epochs as the model when nights are cut
-                with np.load(root / "sleep_accel_walch" / "features" / f"{s}.npz") as z:
-                    ep = np.rint(z["time"] * 3600 / 30).astype(np.int64)
-                keep = ep - ep[0] < max_epochs
-                fx, fy = fx[keep], fy[keep]
-            cy.append(to_classes(fy, k))
-            cp.append(ceiling.predict(fx))
-        out["ceiling"] = stage_metrics(np.concatenate(cy), np.concatenate(cp), labels)
+    for k in (3, 4, 5):
+        path = record_model(weights, k)
+        if path is None:
+            continue
+        out = logits.stage_metrics(path, k)
+        out["model"] = model_label(path, k)
+        out["ablations"] = {name: logits.stage_metrics(path, k, name) for name in SENSOR_SETS}
+        with_bidirectional(out, logits, path, k)
+        cy, cp = ceiling_staged(root, train_subjects, subjects, k, max_epochs)
+        out["ceiling"] = stage_metrics(cy, cp, CLASS_NAMES[k])
         out["kappa_minus_ceiling"] = out["kappa"] - out["ceiling"]["kappa"]
+        own = weights / f"causal_{k}class.pt"
+        if own != path:  # the other ways to stage k classes, on the same epochs
+            summed = logits.stage_metrics(path, k, decode="summed")
+            out["summed_probabilities"] = summed | {
+                "kappa_minus_ceiling": summed["kappa"] - out["ceiling"]["kappa"]
+            }
+            if own.exists():
+                dedicated = logits.stage_metrics(own, k) | {"model": model_label(own, k)}
+                dedicated["kappa_minus_ceiling"] = dedicated["kappa"] - out["ceiling"]["kappa"]
+                out["dedicated"] = with_bidirectional(dedicated, logits, own, k)
         if k == 5 and variants is not None:
             out["variants"] = variants.score(nights)
         out["subjects"] = subjects
+        out["split"] = split
         out["data"] = (
-            "ANNE streams resynthesised from the real heart rate and activity of held-out Walch "
-            "subjects (training/splits/walch.json), real PSG stages"
+            "ANNE streams resynthesised from the real heart rate and activity of "
+            + ("held-out" if split == "test" else "validation (model selection only)")
+            + " Walch subjects (training/splits/walch.json), real PSG stages"
         )
         result[str(k)] = out
     if not result:

@@ -22,15 +22,15 @@ from training.data.anne import (
     EPOCH_S,
     MMASH_AFTER_BED_H,
     MMASH_BEFORE_BED_H,
-    epoch_wake_sleep,
     resynth_mmash,
 )
 from training.evaluate_mamba import (
     WEIGHTS,
-    causal_models,
+    EpochLogits,
     context_features,
     linked_root,
-    night_logits,
+    model_label,
+    record_model,
 )
 from training.metrics import stage_metrics
 from training.splits import load as load_split
@@ -82,6 +82,12 @@ def ceiling_classifier(users: list[str], root: Path):
     ).fit(x[y >= 0], y[y >= 0])
 
 
+def wake_sleep_metrics(logits: EpochLogits, path: Path, k: int) -> dict:
+    """Awake/asleep metrics of the model staging ``k`` classes: an epoch staged W is awake."""
+    y, p = logits.staged(path, k)
+    return stage_metrics(y.astype(np.int8), (p != 0).astype(np.int8), LABELS)
+
+
 def evaluate_mmash(
     data: Path,
     weights: Path = WEIGHTS,
@@ -115,14 +121,18 @@ def evaluate_mmash(
         cy.append(fy[:n][keep])
         cp.append(ceiling.predict(fx[:n][keep]))
     ceiling_metrics = stage_metrics(np.concatenate(cy), np.concatenate(cp), LABELS)
+    logits = EpochLogits(nights)
     result: dict = {}
-    for k, model, stats in causal_models(weights):
-        ys, ps = [], []
-        for night in nights:
-            ye, pe = epoch_wake_sleep(night_logits(model, stats, night), night.y)
-            ys.append(ye)
-            ps.append(pe)
-        out = stage_metrics(np.concatenate(ys), np.concatenate(ps), LABELS)
+    for k in (3, 4, 5):
+        path = record_model(weights, k)
+        if path is None:
+            continue
+        out = wake_sleep_metrics(logits, path, k) | {"model": model_label(path, k)}
+        own = weights / f"causal_{k}class.pt"
+        if own != path and own.exists():  # the dedicated K-class model, for comparison
+            dedicated = wake_sleep_metrics(logits, own, k) | {"model": model_label(own, k)}
+            dedicated["kappa_minus_ceiling"] = dedicated["kappa"] - ceiling_metrics["kappa"]
+            out["dedicated"] = dedicated
         out["ceiling"] = ceiling_metrics
         out["kappa_minus_ceiling"] = out["kappa"] - ceiling_metrics["kappa"]
         out["subjects"] = users

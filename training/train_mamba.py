@@ -9,7 +9,10 @@ stages, so its loss is the binary cross-entropy of P(W) against P(any sleep stag
 balanced between wake and sleep, scaled by ``--mmash-weight``. Modality dropout: half the crops
 lose a random non-empty subset of ECG, PPG, chest and finger temperature (set to 0 after the
 fixed normalisation, exactly what the runtime feeds for an absent sensor), so one model serves
-devices with fewer sensors. Seeded, resumable (``last.pt`` every epoch, atomic).
+devices with fewer sensors. Seeded, resumable (``last.pt`` every epoch, atomic); ``best.pt``
+is the best pass on validation, ``final.pt`` the last one. ``--folds K --fold I`` trains on
+fold I's complement of the training + validation subjects and validates on fold I
+(``training/cross_validate.py`` runs every fold).
 """
 
 from __future__ import annotations
@@ -74,11 +77,26 @@ def load_nights(
         else:
             night = resynth_walch(name, seed, max_epochs=max_epochs)
         x16 = night.x.astype(np.float16)
-        tmp = f.with_suffix(".tmp.npz")
+        tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs share a cache
         np.savez(tmp, x=x16, y=night.y)
         os.replace(tmp, f)
         out.append(Night(x16.astype(np.float32), night.y, name, kind))
     return out
+
+
+def cv_fold(
+    folds: int, fold: int, max_subjects: int | None = None, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """(training, validation) subjects of ``fold`` when the committed split's training and
+    validation Walch subjects (the first ``max_subjects`` of them in a seeded order, for smoke
+    runs) are cut into ``folds`` groups by subject; the test subjects are never in any fold."""
+    if not 0 <= fold < folds:
+        raise SystemExit(f"train: --fold must be in 0..{folds - 1}")
+    subjects = load_split("walch")["subjects"]
+    order = np.random.default_rng(seed).permutation(sorted(subjects["train"] + subjects["val"]))
+    order = order[:max_subjects]
+    groups = [sorted(g.tolist()) for g in np.array_split(order, folds)]
+    return sorted(s for i, g in enumerate(groups) if i != fold for s in g), groups[fold]
 
 
 def export_names(anne_dir: Path) -> list[str]:
@@ -217,6 +235,8 @@ def train_mamba(args: argparse.Namespace) -> dict:
         names = export_names(args.anne_dir)
         n_val = max(1, len(names) // 5)
         train_names, val_names = names[n_val:], names[:n_val]
+    elif args.folds:
+        train_names, val_names = cv_fold(args.folds, args.fold, args.max_nights)
     else:
         split = load_split("walch")
         train_names = split["subjects"]["train"][: args.max_nights]
@@ -334,6 +354,17 @@ def train_mamba(args: argparse.Namespace) -> dict:
                 + (f", wake/sleep {ws_bacc:.3f}" if ws_bacc is not None else ""),
                 flush=True,
             )
+    save_atomic(  # the weights after the last pass, unselected (cross-validation scores these)
+        {
+            "model": model.state_dict(),
+            "config": config,
+            "stats": stats.to_json(),
+            "epoch": state["epoch"],
+            "train_nights": train_names,
+            "val_nights": val_names,
+        },
+        out / "final.pt",
+    )
     summary = {
         **config,
         "train_nights": train_names,
@@ -369,7 +400,11 @@ def add_arguments(sub) -> None:
     m.add_argument("--modality-dropout", type=float, default=0.5)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=2)
-    m.add_argument("--max-nights", type=int, help="use only the first N training subjects")
+    m.add_argument(
+        "--max-nights",
+        type=int,
+        help="use only the first N training subjects (with --folds: N subjects in all)",
+    )
     m.add_argument("--max-epochs", type=int, help="use only the first N 30-s epochs a night")
     m.add_argument("--cache", help="feature cache directory (default OUT/cache)")
     m.add_argument("--anne-dir", type=Path, help="train on real ANNE exports with hypnograms")
@@ -383,3 +418,9 @@ def add_arguments(sub) -> None:
         "--mmash-weight", type=float, default=0.2, help="weight of the wake/sleep loss term"
     )
     m.add_argument("--resume", action="store_true")
+    m.add_argument(
+        "--folds",
+        type=int,
+        help="cross-validation: cut the training + validation Walch subjects into N folds",
+    )
+    m.add_argument("--fold", type=int, default=0, help="with --folds: the fold validated on")

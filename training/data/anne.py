@@ -67,6 +67,22 @@ def keep_mask(sensors: tuple[str, ...], spec=SPEC) -> np.ndarray:
     return mask
 
 
+def merge_classes(logits: np.ndarray, n_classes: int) -> np.ndarray:
+    """Logits [..., 5] of the five stages → log-probabilities [..., ``n_classes``], each merged
+    class's probability the sum of its stages' (``CLASS_MAPS``): how a 5-class model stages 4 or
+    3 classes. Logits that already have ``n_classes`` columns only become log-probabilities."""
+    from scipy.special import logsumexp
+
+    lp = np.asarray(logits, np.float64)
+    lp = lp - logsumexp(lp, axis=-1, keepdims=True)
+    if lp.shape[-1] == n_classes:
+        return lp
+    if lp.shape[-1] != 5:
+        raise ValueError(f"merge_classes: {lp.shape[-1]} classes cannot become {n_classes}")
+    lut = np.asarray(CLASS_MAPS[n_classes])
+    return np.stack([logsumexp(lp[..., lut == c], axis=-1) for c in range(n_classes)], axis=-1)
+
+
 def to_classes(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Five-stage codes → ``n_classes`` codes; -1 stays -1."""
     lut = np.asarray(CLASS_MAPS[n_classes], dtype=np.int8)
