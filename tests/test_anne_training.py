@@ -287,8 +287,10 @@ def test_cv_folds_partition_the_training_and_validation_subjects():
     for train, val in folds:
         assert set(train).isdisjoint(val) and set(train) | set(val) == set(held)
         assert set(train + val).isdisjoint(split["test"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="0..3"):
         cv_fold(4, 4)
+    with pytest.raises(SystemExit, match="2 or more"):
+        cv_fold(1, 0)
 
 
 def test_cross_validation_smoke_pools_every_fold_and_resumes(tmp_path):

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from training.data.anne import CLASS_NAMES, to_classes
 from training.evaluate_mamba import EpochLogits, ceiling_staged
@@ -53,8 +54,6 @@ def trained_passes(run: Path) -> int:
     final = run / "final.pt"
     if not final.exists():
         return 0
-    import torch
-
     return int(torch.load(final, weights_only=False)["epoch"])
 
 

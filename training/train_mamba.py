@@ -90,6 +90,8 @@ def cv_fold(
     """(training, validation) subjects of ``fold`` when the committed split's training and
     validation Walch subjects (the first ``max_subjects`` of them in a seeded order, for smoke
     runs) are cut into ``folds`` groups by subject; the test subjects are never in any fold."""
+    if folds < 2:
+        raise SystemExit("train: --folds must be 2 or more (one fold validates, the rest train)")
     if not 0 <= fold < folds:
         raise SystemExit(f"train: --fold must be in 0..{folds - 1}")
     subjects = load_split("walch")["subjects"]
