@@ -8,10 +8,12 @@ costs what a replayed one does, and each epoch comes out as soon as its last sam
 Step models share one ``StreamBank``: after each batch of frames,
 every device whose seconds completed is stepped in one batched model call (``step_together``),
 so the model's cost per device-second falls as the fleet grows. A device joins on its first
-frame (from its checkpoint with ``--resume``) and leaves when it says ``finished``; a later frame
-from the same id starts a new night in the same folder. A finished night's reports (the
-hypnogram plot takes ~0.3 s) are written on a background thread, so that one device ending
-does not hold back every other device's epochs.
+frame (from its checkpoint with ``--resume``: a checkpoint that is refused, see
+``edge.checkpoint``, leaves that device's frames ignored, counted in ``refused_checkpoints``,
+and the other devices running) and leaves when it says ``finished``; a later frame from the
+same id starts a new night in the same folder. A finished night's reports (the hypnogram plot
+takes ~0.3 s) are written on a background thread, so that one device ending does not hold back
+every other device's epochs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.checkpoint import CheckpointError
 from edge.fleet_hold import DEFAULT_HOLD_S, FrameHold
 from edge.models.streams import StreamBank
 from edge.pipeline_lead import output_lead_s
@@ -41,6 +44,7 @@ class FleetStats:
     devices_joined: int = 0
     devices_finished: int = 0
     rejected_ids: int = 0
+    refused_checkpoints: int = 0  # devices whose checkpoint --resume refused (frames ignored)
     frames: int = 0
     batches: int = 0
     epochs: int = 0
@@ -83,6 +87,7 @@ class Fleet:
         self._touched: set[str] = set()
         self._reports = ThreadPoolExecutor(1, thread_name_prefix="fleet-reports")
         self._writing: dict[str, Future] = {}
+        self._refused: set[str] = set()  # ids whose checkpoint was refused: frames ignored
 
     def feed(self, device_id: str, data: bytes) -> None:
         """One frame of ``device_id``; epochs it completes are written after ``step``."""
@@ -178,6 +183,8 @@ class Fleet:
             self.stats.rejected_ids += 1
             log.warning("ignoring frames from device id %r: not a safe folder name", device_id)
             return None
+        if device_id in self._refused:
+            return None
         earlier = self._writing.pop(device_id, None)
         if earlier is not None:
             earlier.result()  # its last night's reports, before a new night takes the folder
@@ -187,7 +194,16 @@ class Fleet:
         if self._lead_s is None:
             self._lead_s = output_lead_s(type(session.pipeline)(session.spec))
         publisher = self.publisher.for_device(device_id) if self.publisher else None
-        writer = NightWriter(out, session, self.config, self.checkpoint_every, resume, publisher)
+        try:
+            writer = NightWriter(
+                out, session, self.config, self.checkpoint_every, resume, publisher
+            )
+        except CheckpointError as exc:  # one device's bad checkpoint stops no other device
+            session.stager.close()
+            self._refused.add(device_id)
+            self.stats.refused_checkpoints += 1
+            log.error("device %s: its frames are ignored, checkpoint refused: %s", device_id, exc)
+            return None
         hold = FrameHold.for_session(session, self.hold_s)
         self.devices[device_id] = _Device(session, writer, time.perf_counter(), hold)
         self.stats.devices_joined += 1

@@ -5,20 +5,21 @@ NaN) → ~1-s chunks per stream → either ``EpochPipeline`` (operators, AASM ep
 ``EpochStager`` (per-epoch model, quality rule), or ``FramePipeline`` (one feature vector per
 second) → ``FrameStager`` (step model with carried state, mean logits per 30-s epoch).
 ``snapshot()`` captures all of it: the operators' and the stager's array snapshots (the step
-model's state included) plus the receiver's and assembler's bookkeeping, so a restored session
-continues exactly where the snapshot was taken.
+model's state included) plus the receiver's and assembler's bookkeeping (JSON text plus arrays:
+data only, never pickle), so a restored session continues exactly where the snapshot was taken;
+``restore`` checks what it reads and refuses a malformed snapshot with ``CheckpointError``.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from edge import checkpoint as ck
 from edge.devices.profile import DeviceProfile, EpochInputSpec, FrameInputSpec
 from edge.devices.receiver import FrameRun, Receiver, Released
 from edge.devices.samples import Chunk, SampleAssembler
@@ -135,7 +136,10 @@ class Session:
         if empty:
             return []
         t0 = time.perf_counter()
-        records = self.stager.stage(ready)
+        if isinstance(self.pipeline, FramePipeline):
+            records = self.stager.stage(ready, self.pipeline.last_bridged)
+        else:
+            records = self.stager.stage(ready)
         self.model_seconds += time.perf_counter() - t0
         return self._staged(records)
 
@@ -151,22 +155,61 @@ class Session:
     def snapshot(self) -> Snapshot:
         snap = {f"pipe.{k}": np.asarray(v) for k, v in self.pipeline.snapshot().items()}
         snap.update({f"stager.{k}": np.asarray(v) for k, v in self.stager.snapshot().items()})
+        pending = {
+            name: [{"samples": c.samples, "times": c.times} for c in chunks]
+            for name, chunks in self._pending.items()
+        }
         book = {
             "receiver": self.receiver.state(),
             "assembler": self.assembler.state(),
-            "pending": self._pending,
-            "waiting": self._waiting,
+            "pending": pending,
+            "waiting": dict(self._waiting),
             "next_index": self.next_index,
         }
-        snap["bookkeeping"] = np.frombuffer(pickle.dumps(book), dtype=np.uint8)
+        snap["bookkeeping"], arrays = ck.pack(book, BOOK_ARRAYS)
+        snap.update(arrays)
         return snap
 
     def restore(self, snap: Snapshot) -> None:
-        self.pipeline.restore({k[5:]: v for k, v in snap.items() if k.startswith("pipe.")})
-        self.stager.restore({k[7:]: v for k, v in snap.items() if k.startswith("stager.")})
-        book = pickle.loads(np.asarray(snap["bookkeeping"]).tobytes())  # our own checkpoint
-        self.receiver.set_state(book["receiver"])
-        self.assembler.set_state(book["assembler"])
-        self._pending = book["pending"]
-        self._waiting = book["waiting"]
-        self.next_index = book["next_index"]
+        """Back to ``snapshot()``; ``CheckpointError`` (and nothing else) if ``snap`` is not
+        a snapshot of this pipeline: missing keys, wrong types, arrays that do not fit."""
+        for name, a in snap.items():
+            if not isinstance(a, np.ndarray) or a.dtype.kind not in ck.ARRAY_KINDS:
+                raise ck.CheckpointError(f"checkpoint array {name!r} is not plain numbers")
+        if "bookkeeping" not in snap:
+            raise ck.CheckpointError("checkpoint has no bookkeeping record")
+        book = ck.unpack(snap["bookkeeping"], snap, BOOK_ARRAYS, "checkpoint bookkeeping")
+        ck.expect(book, dict, "bookkeeping")
+        for part, restore, prefix in (
+            ("operators", self.pipeline.restore, "pipe."),
+            ("model state", self.stager.restore, "stager."),
+        ):
+            try:
+                restore({k[len(prefix) :]: v for k, v in snap.items() if k.startswith(prefix)})
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                raise ck.refuse(part, exc) from None
+        self.receiver.set_state(book.get("receiver"))
+        self.assembler.set_state(book.get("assembler"))
+        self._pending = self._pending_from(book.get("pending"))
+        waiting = ck.counts(book.get("waiting"), set(self.pipeline.streams), "waiting")
+        self._waiting = Counter(waiting)
+        self.next_index = ck.count(book.get("next_index"), "next_index")
+
+    def _pending_from(self, pending: object) -> dict[str, list[Chunk]]:
+        """The queued chunks of a snapshot, checked against the streams they belong to."""
+        out: dict[str, list[Chunk]] = {}
+        for name, chunks in ck.expect(pending, dict, "pending").items():
+            if name not in self.pipeline.streams:
+                raise ck.CheckpointError(f"checkpoint pending: stream {name!r} is not used")
+            axes = self.profile.streams[name].n_axes
+            for c in ck.expect(chunks, list, f"pending {name!r}"):
+                ck.expect(c, dict, f"pending {name!r} chunk")
+                x = ck.float_array(c.get("samples"), axes, f"pending {name!r} samples")
+                times = c.get("times")
+                if times is not None:
+                    times = ck.float_array(times, x.shape[1], f"pending {name!r} times", ndim=1)
+                out.setdefault(name, []).append(Chunk(name, x, times))
+        return out
+
+
+BOOK_ARRAYS = "book."  # prefix of the bookkeeping's arrays in a snapshot

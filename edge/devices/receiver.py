@@ -295,15 +295,33 @@ class Receiver:
         return [r for t in self.trackers.values() for r in t.flush()]
 
     def state(self) -> dict:
-        """Everything a restart needs (picklable): trackers with held frames, counters."""
-        return {"rejected": self.rejected, "trackers": self.trackers, "last_t": self._last_t}
+        """Everything a restart needs, as data (JSON types and arrays, no objects): rejection
+        counters, each stream's tracker with its held frames, each stream's last time."""
+        return {
+            "rejected": dict(self.rejected),
+            "trackers": {name: _tracker_state(t) for name, t in self.trackers.items()},
+            "last_t": {name: [int(n), int(t)] for name, (n, t) in self._last_t.items()},
+        }
 
     def set_state(self, state: dict) -> None:
-        self.rejected, self.trackers, self._last_t = (
-            state["rejected"],
-            state["trackers"],
-            state["last_t"],
-        )
+        """Back to ``state()``; ``CheckpointError`` if it does not fit this device."""
+        from edge import checkpoint as ck
+
+        ck.expect(state, dict, "receiver")
+        rejected = Counter(ck.counts(state.get("rejected"), None, "receiver rejected"))
+        trackers = {}
+        for name, t in ck.expect(state.get("trackers"), dict, "receiver trackers").items():
+            if name not in self.profile.streams:
+                raise ck.CheckpointError(f"checkpoint receiver: unknown stream {name!r}")
+            trackers[name] = _tracker_from_state(t, name, self.profile.streams[name].n_axes)
+        last_t = {}
+        for name, pair in ck.expect(state.get("last_t"), dict, "receiver last_t").items():
+            what = f"receiver last_t[{name!r}]"
+            ck.expect(pair, list, what)
+            if name not in self.profile.streams or len(pair) != 2:
+                raise ck.CheckpointError(f"checkpoint {what}: not a known stream's [number, time]")
+            last_t[name] = (ck.expect(pair[0], int, what), ck.expect(pair[1], int, what))
+        self.rejected, self.trackers, self._last_t = rejected, trackers, last_t
 
     def counts(self) -> dict[str, int]:
         """Totals over all streams, plus rejections by reason."""
@@ -311,3 +329,58 @@ class Receiver:
         for t in self.trackers.values():
             total.update(vars(t.stats))
         return {**total, **{f"rejected:{k}": v for k, v in self.rejected.items()}}
+
+
+def _tracker_state(t: SequenceTracker) -> dict:
+    """A tracker as data (``Receiver.state``)."""
+    held = [
+        [n, {"seq": f.seq, "t": f.t_device_ns, "samples": f.samples, "off": bool(f.sensor_off),
+             "bytes": f.n_bytes}]
+        for n, f in t._held.items()
+    ]  # fmt: skip
+    return {
+        "window": t.window,
+        "stats": vars(t.stats).copy(),
+        "next": t._next,
+        "base": t._base,
+        "pending_lost": t._pending_lost,
+        "lost": list(t._lost),
+        "seen": list(t._seen),
+        "held": held,
+    }
+
+
+def _tracker_from_state(state: object, stream: str, n_axes: int) -> SequenceTracker:
+    """``_tracker_state`` back, checked (``Receiver.set_state``)."""
+    from edge import checkpoint as ck
+
+    what = f"receiver tracker {stream!r}"
+    ck.expect(state, dict, what)
+    window = ck.count(state.get("window"), f"{what} window")
+    if not 1 <= window <= 1 << 20:
+        raise ck.CheckpointError(f"checkpoint {what}: window {window} out of range")
+    t = SequenceTracker(window)
+    stats = ck.counts(state.get("stats"), set(vars(t.stats)), f"{what} stats")
+    t.stats = StreamStats(**stats)
+    t._next, t._base = state.get("next"), state.get("base")
+    if t._next is None or t._base is None:
+        if t._next is not None or t._base is not None or state.get("held"):
+            raise ck.CheckpointError(f"checkpoint {what}: held frames before the first frame")
+    else:
+        ck.expect(t._next, int, f"{what} next")
+        ck.expect(t._base, int, f"{what} base")
+    t._pending_lost = ck.count(state.get("pending_lost"), f"{what} pending_lost")
+    for key in ("lost", "seen"):
+        numbers = ck.expect(state.get(key), list, f"{what} {key}")
+        getattr(t, f"_{key}").extend(ck.expect(n, int, f"{what} {key}") for n in numbers)
+    for item in ck.expect(state.get("held", []), list, f"{what} held"):
+        if not isinstance(item, list) or len(item) != 2:
+            raise ck.CheckpointError(f"checkpoint {what} held: not [number, frame]")
+        n, f = ck.expect(item[0], int, f"{what} held"), ck.expect(item[1], dict, f"{what} held")
+        samples = ck.float_array(f.get("samples"), n_axes, f"{what} held samples")
+        off = ck.expect(f.get("off"), bool, f"{what} held off")
+        seq, t_ns = ck.count(f.get("seq"), f"{what} seq"), ck.count(f.get("t"), f"{what} t")
+        if seq >= SEQ_MOD or n <= t._next or n - t._next > 4 * window:
+            raise ck.CheckpointError(f"checkpoint {what}: held frame {n} out of place")
+        t._held[n] = Frame(stream, seq, t_ns, samples, off, ck.count(f.get("bytes"), what))
+    return t

@@ -78,16 +78,25 @@ class SampleAssembler:
         return Chunk(run.stream, np.concatenate(parts, axis=1), None)
 
     def state(self) -> dict:
-        """Everything a restart needs (picklable): the anchor, next indices, counters."""
+        """Everything a restart needs, as data (JSON types): the anchor, next indices, counters."""
         return {
             "anchor_ns": self.anchor_ns,
-            "gap_samples": self.gap_samples,
-            "overlap_samples": self.overlap_samples,
-            "next": self._next,
+            "gap_samples": dict(self.gap_samples),
+            "overlap_samples": dict(self.overlap_samples),
+            "next": dict(self._next),
         }
 
     def set_state(self, state: dict) -> None:
-        self.anchor_ns = state["anchor_ns"]
-        self.gap_samples = state["gap_samples"]
-        self.overlap_samples = state["overlap_samples"]
-        self._next = state["next"]
+        """Back to ``state()``; ``CheckpointError`` if it does not fit this device."""
+        from edge import checkpoint as ck
+
+        ck.expect(state, dict, "assembler")
+        streams = set(self.profile.streams)
+        anchor = state.get("anchor_ns")
+        if anchor is not None:
+            ck.expect(anchor, int, "assembler anchor_ns")
+        gaps = ck.counts(state.get("gap_samples"), streams, "assembler gap_samples")
+        overlaps = ck.counts(state.get("overlap_samples"), streams, "assembler overlap_samples")
+        nexts = ck.counts(state.get("next"), streams, "assembler next")
+        self.anchor_ns, self._next = anchor, dict(nexts)
+        self.gap_samples, self.overlap_samples = Counter(gaps), Counter(overlaps)
