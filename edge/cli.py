@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--night", help="sim night: sleep-edf/NIGHT or walch/SUBJECT")
     p.add_argument("--duration", type=float, help="sim/replay: only the first N seconds")
     p.add_argument(
-        "--broker", default="127.0.0.1:1883", help="MQTT broker [mqtts://][user:pw@]HOST:PORT"
+        "--broker",
+        default="127.0.0.1:1883",
+        help="MQTT broker [mqtt://|mqtts://][user[:pw]@]HOST[:PORT] (mqtts: TLS, certificate and "
+        "host name verified; a user without :pw reads $SLEEPEDGE_MQTT_PASSWORD)",
+    )
+    p.add_argument(
+        "--ca-file", help="mqtts: PEM file of the CA that signed the broker (default: the system's)"
     )
     p.add_argument(
         "--device-id",
@@ -182,7 +188,10 @@ def _source(args, profile):
         from edge.sources.mqtt import MqttSource
 
         return MqttSource(
-            profile, BrokerAddress.parse(args.broker), args.device_id, idle_exit_s=args.idle_exit
+            profile,
+            BrokerAddress.parse(args.broker, args.ca_file),
+            args.device_id,
+            idle_exit_s=args.idle_exit,
         )
     from edge.sources.ble import BleSource
 
@@ -224,7 +233,9 @@ def run(args) -> int:
         if args.publish:
             from edge.sinks.publish import StagePublisher
 
-            publisher = StagePublisher(profile, BrokerAddress.parse(args.broker), args.device_id)
+            publisher = StagePublisher(
+                profile, BrokerAddress.parse(args.broker, args.ca_file), args.device_id
+            )
     except Exception:
         source.close()
         raise
@@ -296,11 +307,12 @@ def _stager_factory(manifest: Path, profile, args):
         model = load_step_model(manifest, args.backend, args.precision, args.threads)
         columns = spec.stream_columns()
         steps = int(round(30.0 * spec.frame_hz))
-        required = tuple(data.get("required_streams", ()))
+        # a second is stepped when any of these is valid (older manifests: required_streams)
+        staging = tuple(data.get("staging_streams", data.get("required_streams", ())))
 
         def make_frame(bank, stream_id):
             return FrameStager(
-                model, columns, required, steps, 1.0 / spec.frame_hz, name, bank=bank,
+                model, columns, staging, steps, 1.0 / spec.frame_hz, name, bank=bank,
                 stream_id=stream_id,
             )  # fmt: skip
 
@@ -327,7 +339,7 @@ def run_fleet_cli(args, profile, manifest: Path) -> int:
     def make_session(bank, device_id):
         return Session(profile, spec, make_stager(bank, device_id), _push_every(args))
 
-    broker = BrokerAddress.parse(args.broker)
+    broker = BrokerAddress.parse(args.broker, args.ca_file)
     source = MqttFleetSource(profile, broker, idle_exit_s=args.idle_exit)
     try:
         publisher = None

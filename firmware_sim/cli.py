@@ -59,7 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="anne", help=f"device profile: {available_devices()}")
     p.add_argument("--source", help="FILE or synth:… (default: the bundled night)")
     p.add_argument("--transport", choices=["ble", "mqtt"], default="mqtt")
-    p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")
+    p.add_argument(
+        "--broker",
+        default="127.0.0.1:1883",
+        help="MQTT broker [mqtt://|mqtts://][user[:pw]@]HOST[:PORT] (a user without :pw reads "
+        "$SLEEPEDGE_MQTT_PASSWORD)",
+    )
+    p.add_argument(
+        "--ca-file", help="mqtts: PEM file of the CA that signed the broker (default: the system's)"
+    )
     p.add_argument(
         "--ble-transport",
         default="tcp-client:127.0.0.1:6402",
@@ -145,7 +153,7 @@ def _run_gateway(args) -> int:
     ids = device_ids(args.device_id, args.devices)
     gateway = Gateway(
         profile,
-        BrokerAddress.parse(args.broker),
+        BrokerAddress.parse(args.broker, args.ca_file),
         ids,
         args.stagger,
         bundle_s=args.bundle,
@@ -175,7 +183,7 @@ def _run_mqtt(args) -> int:
         return _run_gateway(args)
 
     profile = load_device(args.device)  # the broker first: fail fast, before a night is built
-    pub = MqttPublisher(profile, BrokerAddress.parse(args.broker), args.device_id)
+    pub = MqttPublisher(profile, BrokerAddress.parse(args.broker, args.ca_file), args.device_id)
     try:
         _, _, deliveries, _ = _prepare(args)
     except Exception:

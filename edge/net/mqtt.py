@@ -7,11 +7,15 @@ instead of ~0.6 ms (DESIGN §5): Nagle's algorithm holds small frames back.
 
 from __future__ import annotations
 
+import os
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
 
 import paho.mqtt.client as mqtt
 
@@ -27,16 +31,46 @@ class BrokerAddress:
     username: str | None = None
     password: str | None = None
     tls: bool = False
-    ca_certs: str | None = None
+    ca_certs: str | None = None  # with tls: the CA that signed the broker (None: the system's)
 
     @classmethod
-    def parse(cls, text: str, **kw) -> BrokerAddress:
-        """'HOST:PORT' or 'HOST' (port 1883)."""
-        host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
+    def parse(cls, text: str, ca_certs: str | None = None) -> BrokerAddress:
+        """``[mqtt://|mqtts://][USER[:PASSWORD]@]HOST[:PORT]`` (port 1883, or 8883 with
+        mqtts). mqtts verifies the broker's certificate and host name against ``ca_certs``
+        (a PEM file) or the system's CAs. A user without a password in the URL takes it from
+        ``$SLEEPEDGE_MQTT_PASSWORD`` (so that it need not show in the process list)."""
+        scheme, sep, rest = text.partition("://")
+        if not sep:
+            scheme, rest = "mqtt", text
+        if scheme not in ("mqtt", "mqtts"):
+            raise MqttError(f"bad broker address {text!r}: the scheme must be mqtt:// or mqtts://")
+        tls = scheme == "mqtts"
+        userinfo, at, hostport = rest.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, pw = userinfo.partition(":")
+            username = unquote(user)
+            password = unquote(pw) if colon else os.environ.get("SLEEPEDGE_MQTT_PASSWORD")
+        if hostport.startswith("["):  # [IPv6]:PORT
+            host, _, port = hostport[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = hostport.partition(":")
+        if ca_certs is not None and not tls:
+            raise MqttError(f"a CA file ({ca_certs}) needs an mqtts:// broker address")
+        if ca_certs is not None and not Path(ca_certs).is_file():
+            raise MqttError(f"CA file {ca_certs} not found")
         try:
-            return cls(host or "127.0.0.1", int(port), **kw)
+            port_n = int(port) if port else (8883 if tls else 1883)
         except ValueError:
             raise MqttError(f"bad broker address {text!r}: expected HOST:PORT") from None
+        if not 0 < port_n < 65536 or "/" in hostport:
+            raise MqttError(f"bad broker address {text!r}: expected HOST:PORT")
+        return cls(host or "127.0.0.1", port_n, username, password, tls, ca_certs)
+
+    def __repr__(self) -> str:  # never the password (logs, tracebacks)
+        user = f"{self.username}@" if self.username else ""
+        return f"BrokerAddress({'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port})"
 
 
 def _nodelay(client: mqtt.Client) -> None:
@@ -68,8 +102,11 @@ def connect(
     client.max_queued_messages_set(0)  # unbounded: QoS 1 publishes wait while disconnected
     if broker.username is not None:
         client.username_pw_set(broker.username, broker.password)
-    if broker.tls:
-        client.tls_set(ca_certs=broker.ca_certs)
+    if broker.tls:  # the broker's certificate and host name are checked (paho's default)
+        try:
+            client.tls_set(ca_certs=broker.ca_certs, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (OSError, ValueError) as exc:
+            raise MqttError(f"cannot use CA file {broker.ca_certs}: {exc}") from None
     if status_topic:
         client.will_set(status_topic, b"offline", qos=1, retain=True)
     connected = threading.Event()
@@ -94,7 +131,12 @@ def connect(
         client.connect(
             broker.host, broker.port, keepalive=30, clean_start=clean_start, properties=props
         )
-    except OSError as exc:
+    except ssl.SSLCertVerificationError as exc:
+        raise MqttError(
+            f"MQTT broker {broker.host}:{broker.port} failed TLS verification: "
+            f"{exc.verify_message or exc.reason} (check --ca-file and the host name)"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
         raise MqttError(
             f"cannot reach MQTT broker {broker.host}:{broker.port}: {exc.strerror or exc}"
         ) from None
