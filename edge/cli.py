@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ble-backend", choices=["bleak", "bumble"], default="bleak")
     p.add_argument("--ble-address", help="BLE address or name to connect to (default: scan)")
     p.add_argument(
+        "--ble-allow",
+        action="append",
+        default=[],
+        metavar="ADDR|NAME",
+        help="connect only to a device with this address or name (repeatable)",
+    )
+    p.add_argument(
         "--ble-transport",
         help="Bumble transport for --ble-backend bumble: tcp-client:HOST:PORT (a virtual "
         "controller) or a radio such as usb:0",
@@ -202,6 +209,7 @@ def _source(args, profile):
         args.device_id,
         args.ble_transport,
         args.idle_exit,
+        allow=args.ble_allow,
     )
 
 

@@ -11,6 +11,11 @@ reconnect and report the gap as lost frames.
 controller ``tcp-client:HOST:PORT``, or a radio such as ``usb:0``): no Bluetooth hardware
 needed. The night ends on Ctrl-C / SIGTERM, or after ``idle_exit_s`` without frames once
 some arrived (a replayed night that is over).
+
+``allow`` (``--ble-allow``, addresses or names): the source connects only to a device whose
+address or advertised name is on the list, so a bedside unit takes its own patient's wearable
+and no other; an explicit ``address`` off the list is refused at once, and with ``idle_exit_s``
+a night that found no allowed device within that time ends with an error naming what was seen.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from edge.devices.profile import DeviceProfile
 from edge.sources.frame_queue import FrameQueue
@@ -39,20 +44,26 @@ class BleSource:
         idle_exit_s: float | None = None,
         max_queue: int = 100_000,
         scan_timeout_s: float = 20.0,
+        allow: Sequence[str] = (),
     ) -> None:
         if profile.ble is None:
             raise ValueError(f"device {profile.name!r} has no [ble] table in its descriptor")
         if backend == "bumble" and not transport:
             raise ValueError("--ble-backend bumble needs --ble-transport (e.g. tcp-client:H:P)")
         self.profile, self.backend, self.transport = profile, backend, transport
+        self.allow = {a.upper() for a in allow} | set(allow)  # addresses in any case, names as is
+        if allow and address and address not in self.allow and address.upper() not in self.allow:
+            raise ValueError(f"--ble-address {address} is not on the --ble-allow list")
+        self._not_allowed: set[str] = set()  # devices seen that matched but were not allowed
         self.target = address or (f"{profile.ble.name_prefix}-{device_id}" if device_id else None)
         self.description = f"BLE {self.target or profile.ble.name_prefix + '-*'} ({backend})"
         self.idle_exit_s, self.scan_timeout_s = idle_exit_s, scan_timeout_s
         self.stats = {"received": 0, "dropped_queue_full": 0, "connects": 0, "failures": 0}
+        self.stats["not_allowed"] = 0  # distinct devices refused by the allow-list
         self._queue = FrameQueue(max_queue, self.stats)
         self._stop = threading.Event()
         self._error: list[str] = []
-        self._last_frame = time.monotonic()
+        self._last_frame = self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="ble-supervisor", daemon=True)
         self._thread.start()
 
@@ -113,10 +124,21 @@ class BleSource:
     def _matches(self, device, adv) -> bool:
         ble = self.profile.ble
         if self.target is not None:
-            return self.target in (device.address, adv.local_name)
-        return ble.service.lower() in adv.service_uuids or (
-            (adv.local_name or "").startswith(ble.name_prefix)
-        )
+            wanted = self.target in (device.address, adv.local_name)
+        else:
+            wanted = ble.service.lower() in adv.service_uuids or (
+                (adv.local_name or "").startswith(ble.name_prefix)
+            )
+        if not wanted or not self.allow:
+            return wanted
+        if device.address.upper() in self.allow or (adv.local_name or "\0") in self.allow:
+            return True
+        seen = f"{adv.local_name or '?'} ({device.address})"
+        if seen not in self._not_allowed:
+            self._not_allowed.add(seen)
+            self.stats["not_allowed"] = len(self._not_allowed)
+            log.warning("BLE: %s is not on the allow-list: not connecting", seen)
+        return False
 
     def _on_notify(self, _characteristic, data: bytearray) -> None:
         self._last_frame = time.monotonic()
@@ -136,6 +158,14 @@ class BleSource:
             idle = time.monotonic() - self._last_frame
             if self.idle_exit_s and self.stats["received"] and idle > self.idle_exit_s:
                 return
+            waited = time.monotonic() - self._started
+            if self.allow and self.idle_exit_s and not self.stats["received"]:
+                if waited > self.idle_exit_s:
+                    seen = ", ".join(sorted(self._not_allowed)) or "none"
+                    raise ValueError(
+                        f"BLE: no device on the allow-list found in {self.idle_exit_s:g} s "
+                        f"(seen, not allowed: {seen})"
+                    )
 
     def close(self) -> None:
         self._stop.set()
