@@ -10,6 +10,10 @@ Chunks are shaped (..., axes, n): leading axes are independent devices processed
 the stream's axes (1 for ECG, 3 for ACC). Timestamped streams take ``times`` (seconds from the
 session anchor); for a regular stream feeding a 'grid' step they are derived from the sample
 index, never accumulated.
+
+A stream whose chain starts with a ``bridge`` step has its short gaps filled before any other
+operator (``edge.ops.bridge``); the pipelines report, per frame or epoch and per stream, the
+fraction of samples that were bridged (``last_bridged`` / ``SampleEpochs.bridged``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import scipy.signal as sps
 
 from edge.devices.profile import EpochInputSpec, FrameInputSpec, StreamSpec
 from edge.ops.base import Snapshot
+from edge.ops.bridge import GapBridge
 from edge.ops.chain import Chain, FrameAssembler
 from edge.ops.epochs import EpochBuffer, SampleEpochs, reference_epochs
 from edge.ops.gaps import interpolate_gaps
+from edge.ops.grid import BRIDGED, GridResampler
 from edge.ops.steps import reference_chain
 
 
@@ -44,6 +50,83 @@ def _flatten_frames(out: np.ndarray, is_stft: bool) -> np.ndarray:
     return out
 
 
+class BridgeTally:
+    """Bridged-sample counts per output bin (a feature frame or an epoch) of one stream.
+
+    Sample ``i`` of the stream (counted from the session anchor) falls in bin
+    ``i // per_bin``; counts are held until their bin is taken, as a fraction of ``per_bin``.
+    """
+
+    def __init__(self, per_bin: int) -> None:
+        self.per_bin = int(per_bin)
+        self._first = 0  # bin of column 0 of _counts
+        self._counts: np.ndarray | None = None  # (..., bins)
+
+    def add(self, mask: np.ndarray, first_sample: int) -> None:
+        """``mask`` (..., m): which of samples first_sample.. were bridged."""
+        if not mask.any():
+            return
+        last = (first_sample + mask.shape[-1] - 1) // self.per_bin
+        b0 = first_sample // self.per_bin
+        bins = (first_sample + np.arange(mask.shape[-1])) // self.per_bin - b0
+        counts = np.zeros((*mask.shape[:-1], last - b0 + 1))
+        rows = counts.reshape(-1, counts.shape[-1])
+        for r, m in zip(rows, mask.reshape(-1, mask.shape[-1]), strict=True):
+            r += np.bincount(bins[m], minlength=r.size)
+        self._grow(mask.shape[:-1], last + 1)
+        self._counts[..., b0 - self._first : last + 1 - self._first] += counts
+
+    def _grow(self, lead: tuple[int, ...], end_bin: int) -> None:
+        if self._counts is None:
+            self._counts = np.zeros((*lead, 0))
+        need = end_bin - self._first - self._counts.shape[-1]
+        if need > 0:
+            self._counts = np.concatenate((self._counts, np.zeros((*lead, need))), axis=-1)
+
+    def take(self, first_bin: int, n: int, lead: tuple[int, ...]) -> np.ndarray:
+        """Fractions (..., n) of bins first_bin.. ; every bin before first_bin + n is dropped."""
+        out = np.zeros((*lead, n))
+        if self._counts is not None and self._counts.shape[-1]:
+            a, b = first_bin - self._first, first_bin + n - self._first
+            have = self._counts[..., max(a, 0) : max(b, 0)]
+            out[..., max(a, 0) - a : max(a, 0) - a + have.shape[-1]] = have / self.per_bin
+            self._counts = self._counts[..., max(b, 0) :]
+            self._first = max(self._first, first_bin + n)
+        else:
+            self._first = max(self._first, first_bin + n)
+        return out
+
+    def snapshot(self) -> Snapshot:
+        snap: Snapshot = {"first": np.array(self._first, dtype=np.int64)}
+        if self._counts is not None:
+            snap["counts"] = self._counts.copy()
+        return snap
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self._first = int(snapshot["first"])
+        counts = snapshot.get("counts")
+        self._counts = None if counts is None else np.array(counts, dtype=np.float64)
+
+
+def _bridge_of(chain: Chain | None) -> GapBridge | GridResampler | None:
+    """The chain's first operator when it bridges gaps (a gap bridge, or a grid step, which
+    interpolates across a missing sample)."""
+    if chain is not None and isinstance(chain.ops[0], GapBridge | GridResampler):
+        return chain.ops[0]
+    return None
+
+
+def _tally_bridged(tally: BridgeTally, op: GapBridge | GridResampler, offset: int = 0) -> None:
+    """Count what ``op`` bridged in its last output (any axis of a sample counts)."""
+    if isinstance(op, GridResampler):
+        mask = op.last_flags == BRIDGED  # (n,): one flag per grid point, all rows
+    elif op.last_bridged.ndim < 2:
+        return  # nothing was ever pushed
+    else:
+        mask = op.last_bridged.any(axis=-2)  # (..., axes, m) -> (..., m)
+    tally.add(mask, offset + op.n_out - mask.shape[-1])
+
+
 class FramePipeline:
     """Streaming per-frame features for one model input spec (see module docstring)."""
 
@@ -62,6 +145,18 @@ class FramePipeline:
             self._routes[f.stream.name].append(route)
         self._n_seen = dict.fromkeys(self.streams, 0)
         self._empties: dict[tuple[int, ...], np.ndarray] = {}
+        # bridged samples per frame, for streams whose chain starts with a bridge
+        # (the first bridged slot of a stream counts for it)
+        self._tallies: dict[str, BridgeTally] = {}
+        self._tally_slot: dict[str, str] = {}
+        for slot, f, chain in zip(slots, spec.features, self._chains, strict=True):
+            if _bridge_of(chain) is not None and f.stream.name not in self._tallies:
+                rate = f.steps[0].rate_out  # the stream's rate, or the grid's
+                self._tallies[f.stream.name] = BridgeTally(round(rate / spec.frame_hz))
+                self._tally_slot[f.stream.name] = slot
+        self.last_bridged: dict[
+            str, np.ndarray
+        ] = {}  # per stream: (..., frames) of the last output
 
     @property
     def width(self) -> int:
@@ -84,10 +179,23 @@ class FramePipeline:
                 out = chain.push((times, x))
             else:
                 out = chain.push(x)
+            if self._tally_slot.get(stream) == slot:
+                _tally_bridged(self._tallies[stream], _bridge_of(chain))
             self._assembler.add(slot, _flatten_frames(out, is_stft))
         self._n_seen[stream] += n
         ready = self._assembler.ready()
-        return ready if ready is not None else self._empty(x.shape[:-2])
+        return self._with_bridged(ready if ready is not None else self._empty(x.shape[:-2]))
+
+    def _with_bridged(self, frames: np.ndarray) -> np.ndarray:
+        """Set ``last_bridged`` for ``frames`` (the frames just assembled), then return them."""
+        n = frames.shape[-1]
+        if not n:
+            self.last_bridged = {}
+            return frames
+        first = self._assembler.n_emitted - n
+        lead = frames.shape[:-2]
+        self.last_bridged = {s: t.take(first, n, lead) for s, t in self._tallies.items()}
+        return frames
 
     def _empty(self, lead: tuple[int, ...]) -> np.ndarray:
         """A shared read-only (..., width, 0) array: most pushes complete no frame."""
@@ -99,13 +207,15 @@ class FramePipeline:
 
     def flush(self) -> np.ndarray:
         """End of stream: drain every chain and pad slots that ended early with NaN."""
-        for routes in self._routes.values():
+        for stream, routes in self._routes.items():
             for slot, chain, _, is_stft in routes:
                 out = chain.flush()
+                if self._tally_slot.get(stream) == slot:
+                    _tally_bridged(self._tallies[stream], _bridge_of(chain))
                 if out is not None and out.ndim >= (3 if is_stft else 2):  # else never fed
                     self._assembler.add(slot, _flatten_frames(out, is_stft))
         out = self._assembler.flush()
-        return out if out is not None else np.zeros((self.width, 0))
+        return self._with_bridged(out if out is not None else np.zeros((self.width, 0)))
 
     def snapshot(self) -> Snapshot:
         snap: Snapshot = {f"asm.{k}": v for k, v in self._assembler.snapshot().items()}
@@ -113,6 +223,8 @@ class FramePipeline:
             for slot, chain, _, _ in routes:
                 snap.update({f"{slot}.{k}": v for k, v in chain.snapshot().items()})
         snap.update({f"seen.{k}": np.array(v, dtype=np.int64) for k, v in self._n_seen.items()})
+        for name, tally in self._tallies.items():
+            snap.update({f"bridged.{name}.{k}": v for k, v in tally.snapshot().items()})
         return snap
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -123,6 +235,9 @@ class FramePipeline:
                 chain.restore({k[len(p) :]: v for k, v in snapshot.items() if k.startswith(p)})
         for k in self._n_seen:
             self._n_seen[k] = int(snapshot[f"seen.{k}"])
+        for name, tally in self._tallies.items():
+            p = f"bridged.{name}."
+            tally.restore({k[len(p) :]: v for k, v in snapshot.items() if k.startswith(p)})
 
 
 def reference_frame_features(
@@ -180,6 +295,15 @@ class EpochPipeline:
             self._buffers.append(EpochBuffer(length, start))
         self._pending: list[list[SampleEpochs]] = [[] for _ in spec.channels]
         self._lead: tuple[int, ...] = ()  # leading (device) axes, from the first push
+        # bridged samples per epoch (counted at the stream's own rate, before its steps)
+        self._tallies: list[BridgeTally | None] = []
+        self._offsets: list[int] = []
+        for c, chain in zip(spec.channels, self._chains, strict=True):
+            bridged = _bridge_of(chain) is not None
+            self._tallies.append(
+                BridgeTally(round(c.stream.rate_hz * spec.epoch_s)) if bridged else None
+            )
+            self._offsets.append(int(round(start_s * c.stream.rate_hz)))
 
     def _collect(self, i: int, ep: SampleEpochs) -> None:
         c = self.spec.channels[i]
@@ -202,8 +326,13 @@ class EpochPipeline:
         for i, c in enumerate(self.spec.channels):
             if c.stream.name == stream:
                 y = self._chains[i].push(x) if self._chains[i] is not None else x
+                self._count_bridged(i)
                 self._collect(i, self._buffers[i].push(y))
         return self._emit()
+
+    def _count_bridged(self, i: int) -> None:
+        if self._tallies[i] is not None:
+            _tally_bridged(self._tallies[i], _bridge_of(self._chains[i]), self._offsets[i])
 
     def _emit(self, final: bool = False) -> SampleEpochs:
         counts = [sum(len(e) for e in p) for p in self._pending]
@@ -226,8 +355,17 @@ class EpochPipeline:
         partial = np.zeros(n, dtype=bool)
         for m in merged:
             partial[: len(m)] |= m.partial[:n]
+        bridged = np.zeros((n, *lead, len(merged)))
+        if n:
+            for i, tally in enumerate(self._tallies):
+                if tally is not None:
+                    bridged[..., i] = np.moveaxis(tally.take(int(index[0]), n, lead), -1, 0)
         return SampleEpochs(
-            index, np.concatenate(datas, axis=-2), partial, np.concatenate(fracs, axis=-1)
+            index,
+            np.concatenate(datas, axis=-2),
+            partial,
+            np.concatenate(fracs, axis=-1),
+            bridged,
         )
 
     def _merge(self, i: int, n: int) -> SampleEpochs:
@@ -252,6 +390,7 @@ class EpochPipeline:
         for i, buf in enumerate(self._buffers):
             if self._chains[i] is not None:
                 tail = self._chains[i].flush()
+                self._count_bridged(i)
                 if tail is not None and tail.ndim >= 2 and tail.shape[-1]:
                     self._collect(i, buf.push(tail))
             self._collect(i, buf.flush())
@@ -263,6 +402,8 @@ class EpochPipeline:
             if chain is not None:
                 snap.update({f"{i}.chain.{k}": v for k, v in chain.snapshot().items()})
             snap.update({f"{i}.buf.{k}": v for k, v in buf.snapshot().items()})
+            if self._tallies[i] is not None:
+                snap.update({f"{i}.bridged.{k}": v for k, v in self._tallies[i].snapshot().items()})
             if self._pending[i]:
                 m = self._merge(i, sum(len(e) for e in self._pending[i]))
                 self._pending[i] = [m]
@@ -285,6 +426,8 @@ class EpochPipeline:
             if chain is not None:
                 chain.restore(sub(f"{i}.chain."))
             buf.restore(sub(f"{i}.buf."))
+            if self._tallies[i] is not None:
+                self._tallies[i].restore(sub(f"{i}.bridged."))
             pend = sub(f"{i}.pending.")
             self._pending[i] = (
                 [SampleEpochs(pend["index"], pend["data"], pend["partial"], pend["nan_fraction"])]

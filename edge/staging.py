@@ -3,8 +3,10 @@
 Quality rule (DESIGN §1, gaps are events): an epoch whose input channels miss more than
 ``max_missing`` of their samples is unscored (stage -1) with a reason naming the channels; a
 shorter gap is filled by linear interpolation inside the epoch (ends held, never extrapolated
-beyond the data) and the epoch is flagged ``interpolated``. Stage codes follow YASA: W=0, N1=1,
-N2=2, N3=3, REM=4, unscored=-1.
+beyond the data) and the epoch is flagged ``interpolated``. Gaps short enough to be bridged in
+the sample domain (a ``bridge`` step, DESIGN §7) are not missing: each record carries the
+fraction of each channel's samples that were bridged, and the flag ``bridged``. Stage codes
+follow YASA: W=0, N1=1, N2=2, N3=3, REM=4, unscored=-1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class EpochRecord:
     reason: str | None = None
     model: str = ""
     extra: dict = field(default_factory=dict)
+    bridged: dict[str, float] = field(default_factory=dict)
+    groups: tuple[str, ...] | None = None  # sensor groups the model used (step models)
 
     @property
     def stage_name(self) -> str:
@@ -48,9 +52,12 @@ class EpochRecord:
             "stage_name": self.stage_name,
             "probabilities": self.probabilities,
             "missing": self.missing,
+            "bridged": self.bridged,
             "flags": list(self.flags),
             "model": self.model,
         }
+        if self.groups is not None:
+            out["groups"] = list(self.groups)
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -66,6 +73,8 @@ class EpochRecord:
             tuple(d["flags"]),
             d.get("reason"),
             d["model"],
+            bridged=d.get("bridged", {}),
+            groups=None if d.get("groups") is None else tuple(d["groups"]),
         )
 
 
@@ -121,12 +130,20 @@ class EpochStager:
         broken = scored & ~np.isfinite(logits).all(axis=1)  # never stage from a non-finite
         scored &= ~broken
         probs = softmax(logits)
+        bridged = (
+            np.zeros_like(frac)
+            if epochs.bridged is None
+            else epochs.bridged.reshape(len(epochs), -1)
+        )
         records = []
         for i, k in enumerate(epochs.index.tolist()):
             missing = {c: round(float(f), 4) for c, f in zip(self.channels, frac[i], strict=True)}
+            filled = {c: round(float(f), 4) for c, f in zip(self.channels, bridged[i], strict=True)}
             flags = []
             if epochs.partial[i]:
                 flags.append("partial")
+            if bridged[i].any():
+                flags.append("bridged")
             if scored[i] and frac[i].any():
                 flags.append("interpolated")
             if scored[i]:
@@ -149,6 +166,7 @@ class EpochStager:
                     tuple(flags),
                     reason,
                     self.model_name,
+                    bridged=filled,
                 )
             )
         return records
@@ -158,12 +176,17 @@ class FrameStager:
     """Runs a per-second step model on feature frames and stages 30-s epochs from the mean of
     their logits (DESIGN §2.1), one stream, its recurrent state carried from call to call.
 
-    Quality rule: a second whose ``required`` streams (ACC for ANNE: every model variant was
-    trained with it) have no data is not stepped — the state is held over the gap, no logits;
-    an epoch with more than ``max_missing`` of its seconds unstepped is unscored with a reason.
-    Other streams may be missing (a finger unit off, a sensor that a device lacks): their
-    features enter as 0, the training mean, as modality dropout trained the model to expect;
-    such epochs are scored and flagged ``reduced_sensors``, with each stream's missing fraction.
+    Quality rule, per sensor group (a stream: ECG, PPG, ACC, each temperature): each second has
+    a validity mask, a stream being valid when all its features are finite. An invalid
+    stream's features enter the model as 0, the training mean, as modality dropout trained the
+    model to expect (a finger unit off, a sensor a device lacks, a gap too long to bridge), so
+    the recurrent state keeps stepping through gaps. A second is not stepped (the state is held,
+    no logits) only when none of the ``staging_streams`` is valid (the streams that carry
+    staging information on their own; all streams when empty); an epoch with more than
+    ``max_missing`` of its seconds unstepped is unscored with the reason. Scored epochs list
+    the streams they used (``groups``), each stream's missing and bridged fractions, and are
+    flagged ``reduced_sensors`` when a stream was missing and ``bridged`` when samples were
+    bridged.
 
     The recurrent state is one row of a ``StreamBank``. Alone, the stager owns a bank of one and
     steps as frames arrive. Given a shared ``bank`` (many devices in one process), ``stage``
@@ -175,7 +198,7 @@ class FrameStager:
         self,
         model,
         stream_columns: dict[str, np.ndarray],
-        required: tuple[str, ...] = ("acc",),
+        staging_streams: tuple[str, ...] = (),
         steps_per_epoch: int = 30,
         frame_s: float = 1.0,
         model_name: str = "",
@@ -188,7 +211,12 @@ class FrameStager:
         self.model = model
         self.columns = {k: np.asarray(v) for k, v in stream_columns.items()}
         self.channels = list(self.columns)
-        self.required = [self.channels.index(r) for r in required]
+        unknown = set(staging_streams) - set(self.channels)
+        if unknown:
+            raise ValueError(f"staging streams {sorted(unknown)} are not among {self.channels}")
+        self.staging = [self.channels.index(r) for r in staging_streams] or list(
+            range(len(self.channels))
+        )
         self.epoch_s = steps_per_epoch * frame_s
         self.model_name = model_name
         self.max_missing = max_missing
@@ -198,27 +226,43 @@ class FrameStager:
         self.bank.join(stream_id)
         self._logits = EpochAggregator(steps_per_epoch, 0, min_valid=1.0 - max_missing)
         self._missing = EpochBuffer(steps_per_epoch, 0)
+        self._bridged = EpochBuffer(steps_per_epoch, 0)
         self._todo: list[_Seconds] = []  # queued seconds, in time order
         self.steps = 0  # seconds stepped, for counters
 
-    def stage(self, frames: np.ndarray) -> list[EpochRecord]:
-        """Feature frames (F, n), in time order from the session anchor → finished epochs
-        (none until :func:`step_together` has run, when the bank is shared)."""
-        self.enqueue(frames)
+    def stage(
+        self, frames: np.ndarray, bridged: dict[str, np.ndarray] | None = None
+    ) -> list[EpochRecord]:
+        """Feature frames (F, n), in time order from the session anchor, and the fraction of
+        each stream's samples bridged in each of them → finished epochs (none until
+        :func:`step_together` has run, when the bank is shared)."""
+        self.enqueue(frames, bridged)
         if self.deferred:
             return []
         step_together([self])
         return self.collect()
 
-    def enqueue(self, frames: np.ndarray) -> None:
+    def enqueue(self, frames: np.ndarray, bridged: dict[str, np.ndarray] | None = None) -> None:
         x = np.asarray(frames, np.float64)
-        if x.shape[-1] == 0:
+        n = x.shape[-1]
+        if n == 0:
             return
         missing = np.stack([np.isnan(x[c]).any(axis=0) for c in self.columns.values()])
-        stepped = ~missing[self.required].any(axis=0)
-        logits = np.full((x.shape[-1], len(self.model.classes)), np.nan, np.float32)
-        inputs = np.ascontiguousarray(x[:, stepped].T, dtype=np.float32)
-        self._todo.append(_Seconds(inputs, np.flatnonzero(stepped), logits, missing))
+        stepped = ~missing[self.staging].all(axis=0)
+        inputs = x[:, stepped]
+        hide = missing[:, stepped]
+        if hide.any():  # a stream partly missing in a second is missing as a whole
+            inputs = inputs.copy()
+            for cols, h in zip(self.columns.values(), hide, strict=True):
+                if h.any():
+                    inputs[np.ix_(cols, np.flatnonzero(h))] = np.nan
+        logits = np.full((n, len(self.model.classes)), np.nan, np.float32)
+        fill = np.zeros((len(self.channels), n))
+        for i, c in enumerate(self.channels):
+            if bridged and c in bridged:
+                fill[i] = bridged[c]
+        inputs = np.ascontiguousarray(inputs.T, dtype=np.float32)
+        self._todo.append(_Seconds(inputs, np.flatnonzero(stepped), logits, missing, fill))
 
     def pending_inputs(self) -> np.ndarray:
         """Feature rows [m, F] still to step, oldest first."""
@@ -244,7 +288,9 @@ class FrameStager:
         while self._todo and self._todo[0].done:
             s = self._todo.pop(0)
             records += self._records(
-                self._logits.push(s.logits), self._missing.push(s.missing.astype(float))
+                self._logits.push(s.logits),
+                self._missing.push(s.missing.astype(float)),
+                self._bridged.push(s.bridged),
             )
         return records
 
@@ -252,38 +298,48 @@ class FrameStager:
         if any(not s.done for s in self._todo):
             step_together([self])
         records = self.collect()
-        return records + self._records(self._logits.flush(), self._missing.flush())
+        return records + self._records(
+            self._logits.flush(), self._missing.flush(), self._bridged.flush()
+        )
 
     def close(self) -> None:
         """Leave the bank (a device gone from a shared bank)."""
         if self.stream_id in self.bank:
             self.bank.leave(self.stream_id)
 
-    def _records(self, staged, missing) -> list[EpochRecord]:
+    def _records(self, staged, missing, bridged) -> list[EpochRecord]:
         """One record per epoch of the missing-data buffer (it always emits: its values are
         0/1, never NaN); the logits buffer may hold back a final epoch with no logits."""
         records = []
         # padding of a partial epoch counts as missing
         frac = np.where(np.isnan(missing.data), 1.0, missing.data).mean(axis=-1)  # (E, S)
+        filled = np.nan_to_num(bridged.data).mean(axis=-1)  # (E, S)
         at = {k: j for j, k in enumerate(staged.index.tolist())}
         for i, k in enumerate(missing.index.tolist()):
             miss = {c: round(float(f), 4) for c, f in zip(self.channels, frac[i], strict=True)}
+            fill = {c: round(float(f), 4) for c, f in zip(self.channels, filled[i], strict=True)}
             flags = ["partial"] if missing.partial[i] else []
+            if filled[i].any():
+                flags.append("bridged")
             j = at.get(k)
             mean = staged.logits[j] if j is not None else None
             scored = j is not None and staged.stage[j] >= 0 and np.isfinite(mean).all()
+            groups = None
             if scored:
                 if any(miss[c] > 0 for c in miss):
                     flags.append("reduced_sensors")
+                groups = tuple(c for c in self.channels if miss[c] < 1.0)
                 probs = softmax(mean[None])[0]
                 p = {c: round(float(v), 5) for c, v in zip(self.model.classes, probs, strict=True)}
                 stage = STAGE_CODES[self.model.classes[int(np.argmax(probs))]]
                 reason = None
             else:
-                worst = [self.channels[r] for r in self.required]
+                names = [self.channels[r] for r in self.staging]
                 unstepped = 1.0 - float(staged.valid_fraction[j]) if j is not None else 1.0
                 p, stage = None, UNSCORED
-                reason = f"missing data: {', '.join(worst)} {100 * unstepped:.0f}% of seconds"
+                reason = (
+                    f"missing data: no {' or '.join(names)} in {100 * unstepped:.0f}% of seconds"
+                )
             records.append(
                 EpochRecord(
                     int(k),
@@ -294,6 +350,8 @@ class FrameStager:
                     tuple(flags),
                     reason,
                     self.model_name,
+                    bridged=fill,
+                    groups=groups,
                 )
             )
         return records
@@ -305,6 +363,7 @@ class FrameStager:
         snap = {"conv": state["conv"][None], "h": state["h"][None], "steps": np.array(self.steps)}
         snap.update({f"logits.{k}": v for k, v in self._logits.snapshot().items()})
         snap.update({f"missing.{k}": v for k, v in self._missing.snapshot().items()})
+        snap.update({f"bridged.{k}": v for k, v in self._bridged.snapshot().items()})
         return snap
 
     def restore(self, snap: dict[str, np.ndarray]) -> None:
@@ -313,6 +372,7 @@ class FrameStager:
         self._todo = []
         self._logits.restore({k[7:]: v for k, v in snap.items() if k.startswith("logits.")})
         self._missing.restore({k[8:]: v for k, v in snap.items() if k.startswith("missing.")})
+        self._bridged.restore({k[8:]: v for k, v in snap.items() if k.startswith("bridged.")})
 
 
 @dataclass
@@ -323,6 +383,7 @@ class _Seconds:
     at: np.ndarray  # the m stepped seconds' positions among the call's n
     logits: np.ndarray  # [n, K], NaN for unstepped seconds
     missing: np.ndarray  # [streams, n] bool
+    bridged: np.ndarray  # [streams, n] fraction of samples bridged
     done: bool = False
 
 

@@ -114,3 +114,24 @@ def apply_faults(frames: Iterable[SentFrame], plan: FaultPlan) -> tuple[list[Del
 def _moved(order: list[list[float]], idx: list[int], j: int, hop: int) -> bool:
     """True if any frame this one would jump over has been moved already."""
     return any(order[idx[k]][1] != float(idx[k]) for k in range(j + 1, min(j + hop + 1, len(idx))))
+
+
+def drop_frames(
+    signals: dict[str, np.ndarray], profile, loss: float, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Random frame loss seen in the sample domain, without the wire: each regular stream's
+    frames (its descriptor's frame size) lost at rate ``loss`` become NaN runs, as the
+    receiver's assembler places them (training augmentation, bridge measurements). Returns the
+    new signals (timestamped streams untouched) and each regular stream's lost-sample mask."""
+    out, lost = {}, {}
+    for name, x in signals.items():
+        spec = profile.streams[name]
+        if spec.timing != "regular" or spec.wire is None:
+            out[name] = x
+            continue
+        f = spec.wire.frame_samples
+        gone = np.repeat(rng.random(-(-x.shape[-1] // f)) < loss, f)[: x.shape[-1]]
+        y = np.array(x, dtype=np.float64, copy=True)
+        y[..., gone] = np.nan
+        out[name], lost[name] = y, gone
+    return out, lost

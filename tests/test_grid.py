@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.ops.grid import GAP, OK, OUTSIDE, GridResampler, reference_grid
+from edge.ops.grid import BRIDGED, GAP, OK, OUTSIDE, GridResampler, reference_grid
 from tests.streaming import cuts, pieces, through_npz
 
 TOL = 1e-12
@@ -52,7 +52,7 @@ def test_chunked_equals_reference(case):
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, rtol=0, atol=TOL)
     np.testing.assert_array_equal(flags, ref_flags)
-    assert np.array_equal(np.isnan(y).any(axis=0), flags != OK)
+    assert np.array_equal(np.isnan(y).any(axis=0), (flags == GAP) | (flags == OUTSIDE))
 
 
 @given(grid_case(), st.integers(0, 12))
@@ -100,3 +100,15 @@ def test_bad_timestamps_are_rejected_and_change_nothing():
         g.push((np.array([3.0]), np.ones((1, 2))))
     with pytest.raises(TypeError, match="times, values"):
         g.push(np.ones(3))
+
+
+def test_a_missing_sample_is_bridged_and_flagged():
+    """1 Hz samples at x.3 s with the one at 4.3 s lost: the grid points 4 and 5 are
+    interpolated across it (BRIDGED); a 12-s hole is longer than max_gap (GAP)."""
+    t = np.array([0.3, 1.3, 2.3, 3.3, 5.3, 6.3, 18.3, 19.3])
+    v = t[None] * 2.0
+    y, flags = reference_grid(t, v, period=1.0, max_gap=10.0)
+    assert flags.tolist()[:8] == [OUTSIDE, OK, OK, OK, BRIDGED, BRIDGED, OK, GAP]
+    np.testing.assert_allclose(y[0, 4:6], [8.0, 10.0])
+    got, got_flags = run({"period": 1.0, "method": "linear", "max_gap": 10.0}, t, v, [3, 5])
+    np.testing.assert_array_equal(got_flags, flags)

@@ -221,20 +221,37 @@ def test_native_refuses_a_model_of_other_shape():
         NativeStepModel(reference)
 
 
+STAGING = ("ecg", "ppg", "acc")
+
+
 def _stager():
     model = load_step_model(MANIFEST, "onnxruntime")
-    return FrameStager(model, {k: v.tolist() for k, v in stream_columns().items()}, ("acc",))
+    return FrameStager(model, {k: v.tolist() for k, v in stream_columns().items()}, STAGING)
+
+
+gaps = st.lists(
+    st.tuples(
+        st.sampled_from(["temp_chest", "temp_finger", "ecg", "ppg", "acc"]),
+        st.integers(0, 299),
+        st.integers(1, 150),
+        st.booleans(),
+    ),
+    max_size=4,
+)
 
 
 @settings(max_examples=8, deadline=None)
-@given(cuts=st.lists(st.integers(1, 299), max_size=6), gap=st.integers(0, 200))
-def test_any_chunking_of_frames_gives_the_same_epochs(cuts, gap, held_out_frames):
-    """Frames pushed in random chunks (with an ACC gap of 0-60 s) give the epochs of one push,
-    and those are the batch reference: mean of the stepped seconds' logits per 30-s epoch,
-    unscored when more than a quarter of its seconds had no ACC."""
+@given(cuts=st.lists(st.integers(1, 299), max_size=6), gaps=gaps)
+def test_any_chunking_of_frames_gives_the_same_epochs(cuts, gaps, held_out_frames):
+    """Frames pushed in random chunks (with gaps in random streams, some in only one of a
+    stream's features) give the epochs of one push, and those are the batch reference: a
+    second is stepped when ECG, PPG or ACC is valid, every invalid stream entering as missing
+    as a whole; mean logits per 30-s epoch, unscored when more than a quarter of its seconds
+    had none of the three."""
     frames = held_out_frames.copy()
-    acc = stream_columns()["acc"]
-    frames[acc, gap : gap + 60] = np.nan
+    cols = stream_columns()
+    for stream, a, n, whole_stream in gaps:
+        frames[cols[stream] if whole_stream else cols[stream][:1], a : a + n] = np.nan
     whole = _stager()
     want = whole.stage(frames) + whole.flush()
     pieces = _stager()
@@ -243,19 +260,26 @@ def test_any_chunking_of_frames_gives_the_same_epochs(cuts, gap, held_out_frames
         got += pieces.stage(frames[:, a:b])
     got += pieces.flush()
     assert [r.to_json() for r in got] == [r.to_json() for r in want]
-    # batch reference: step the ACC-present seconds alone, NaN logits elsewhere, aggregate
+    # batch reference: hide each stream where any of its features is missing, step the
+    # seconds where a staging stream is left, NaN logits elsewhere, aggregate
     model = load_step_model(MANIFEST, "onnxruntime")
-    ok = ~np.isnan(frames[acc]).any(axis=0)
+    valid = {s: ~np.isnan(frames[c]).any(axis=0) for s, c in cols.items()}
+    hidden = frames.copy()
+    for s, c in cols.items():
+        hidden[np.ix_(c, np.flatnonzero(~valid[s]))] = np.nan
+    ok = np.any([valid[s] for s in STAGING], axis=0)
     logits = np.full((frames.shape[1], 5), np.nan, np.float32)
-    logits[ok] = stepped(model, frames[:, ok].T)
+    logits[ok] = stepped(model, hidden[:, ok].T)
     mean, stage = reference_aggregate(logits, 30, 0, min_valid=0.75)
     assert [r.stage for r in want] == stage.tolist()
-    for r, m in zip(want, mean, strict=True):
+    for k, (r, m) in enumerate(zip(want, mean, strict=True)):
+        used = {s for s in cols if valid[s][30 * k : 30 * k + 30].any()}
         if r.stage >= 0:
             p = np.exp(m - m.max()) / np.exp(m - m.max()).sum()
             np.testing.assert_allclose(list(r.probabilities.values()), p, atol=2e-5)
+            assert set(r.groups) == used
         else:
-            assert r.reason.startswith("missing data: acc")
+            assert r.reason.startswith("missing data: no ecg or ppg or acc in")
 
 
 @pytest.fixture(scope="module")

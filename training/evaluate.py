@@ -266,7 +266,11 @@ def _mamba(args) -> int:
             rows.append(("dedicated causal", r["dedicated"]))
             if "bidirectional" in r["dedicated"]:
                 rows.append(("dedicated bidir", r["dedicated"]["bidirectional"]))
-        rows += [(f"  {n}", a) for n, a in r["ablations"].items() if n != "full"]
+        for n, a in r["ablations"].items():
+            if n != "full":
+                rows.append((f"  {n}", a))
+            if "dedicated" in a:
+                rows.append((f"  {n} alone", a["dedicated"]))
         rows += [(f"  {n}", v) for n, v in r.get("variants", {}).items()]
         for label, m in rows:
             print(

@@ -48,6 +48,8 @@ from training.splits import load as load_split
 from training.splits import seen
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "edge" / "models" / "mamba_anne"
+# models trained for one sensor set alone: comparisons for the any-subset model, not shipped
+SUBSET_WEIGHTS = Path(__file__).resolve().parent / "weights" / "anne_subsets"
 
 
 def walch_root(data: Path) -> Path:
@@ -250,6 +252,18 @@ def evaluated_subjects(root: Path, split: str, max_nights: int | None) -> list[s
     return [s for s in present if s not in trained_on][:max_nights]
 
 
+def with_subset_models(ablations: dict, logits: EpochLogits, folder: Path | None, k: int) -> None:
+    """Beside each sensor set's ablation, the model trained for that set alone
+    (``folder/subset_<set>.pt``, for comparison only), and the gap between them."""
+    if folder is None:
+        return
+    for name, m in ablations.items():
+        path = folder / f"subset_{name}.pt"
+        if path.exists():
+            m["dedicated"] = logits.stage_metrics(path, k, name)
+            m["kappa_minus_dedicated"] = m["kappa"] - m["dedicated"]["kappa"]
+
+
 def evaluate_walch(
     data: Path,
     weights: Path = WEIGHTS,
@@ -257,6 +271,7 @@ def evaluate_walch(
     max_epochs: int | None = None,
     variants=None,
     split: str = "test",
+    subset_weights: Path | None = SUBSET_WEIGHTS,
 ) -> dict:
     root = walch_root(data)
     subjects = evaluated_subjects(root, split, max_nights)
@@ -273,6 +288,7 @@ def evaluate_walch(
         out = logits.stage_metrics(path, k)
         out["model"] = model_label(path, k)
         out["ablations"] = {name: logits.stage_metrics(path, k, name) for name in SENSOR_SETS}
+        with_subset_models(out["ablations"], logits, subset_weights, k)
         with_bidirectional(out, logits, path, k)
         cy, cp = ceiling_staged(root, train_subjects, subjects, k, max_epochs)
         out["ceiling"] = stage_metrics(cy, cp, CLASS_NAMES[k])

@@ -31,11 +31,15 @@ from torch import nn
 
 from training.data.anne import (
     DROPPABLE,
+    SENSOR_SETS,
+    STAGING_STREAMS,
     FeatureStats,
     Night,
     anne_export,
     epoch_logits,
     epoch_wake_sleep,
+    keep_mask,
+    link_fault_rate,
     resynth_mmash,
     resynth_walch,
     stream_columns,
@@ -53,21 +57,24 @@ def load_nights(
     max_epochs: int | None,
     anne_dir: Path | None,
     mmash: bool = False,
+    lossy: bool = False,
 ) -> list[Night]:
     """Nights as raw features, cached as float16 .npz (resynthesis + features ~5 s a night;
-    a MMASH day ~15 s)."""
+    a MMASH day ~15 s). ``lossy``: each night's copy seen through a lossy link (its frames
+    lost at its ``link_fault_rate``), resynthesised nights only."""
     cache.mkdir(parents=True, exist_ok=True)
     out = []
     kind = "wake_sleep" if mmash else "stages"
     for name in names:
         source = "export" if anne_dir is not None else f"{'mmash-' if mmash else ''}synth{seed}"
-        f = cache / f"{name}-{source}-{max_epochs or 'all'}.npz"
+        loss = link_fault_rate(name, seed) if lossy else 0.0
+        f = cache / f"{name}-{source}{'-lossy' if lossy else ''}-{max_epochs or 'all'}.npz"
         if f.exists():
             with np.load(f) as z:
                 out.append(Night(z["x"].astype(np.float32), z["y"], name, kind))
             continue
         if mmash:
-            night = resynth_mmash(name, seed, max_epochs=max_epochs)
+            night = resynth_mmash(name, seed, max_epochs=max_epochs, loss=loss)
         elif anne_dir is not None:
             found = [p for p in sorted(anne_dir.iterdir()) if p.stem == name]
             if not found:
@@ -75,7 +82,7 @@ def load_nights(
                 continue
             night = anne_export(found[0])
         else:
-            night = resynth_walch(name, seed, max_epochs=max_epochs)
+            night = resynth_walch(name, seed, max_epochs=max_epochs, loss=loss)
         x16 = night.x.astype(np.float16)
         tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")  # concurrent runs share a cache
         np.savez(tmp, x=x16, y=night.y)
@@ -163,9 +170,26 @@ class StagingLoss(nn.Module):
 
 class Crops:
     """Random fixed-length crops across nights (weighted by length), with modality dropout.
-    A batch also says which crops come from wake/sleep nights (their y: 0 awake, 1 asleep)."""
+    A batch also says which crops come from wake/sleep nights (their y: 0 awake, 1 asleep).
 
-    def __init__(self, nights, n_classes, crop_s, stats: FeatureStats, seed, dropout=0.5):
+    Modality dropout (what the runtime does with a missing stream: its features become 0, the
+    training mean): with probability ``dropout`` a crop loses a set of streams for its whole
+    length — half the time one of the named device subsets (``SENSOR_SETS``), else a random set
+    that keeps at least one staging stream; with probability ``burst`` it also loses each
+    stream for random stretches (lossy links, a strap that slips: gaps too long to bridge).
+    ``sensors`` fixes the streams instead (a model trained for one subset alone)."""
+
+    def __init__(
+        self,
+        nights,
+        n_classes,
+        crop_s,
+        stats: FeatureStats,
+        seed,
+        dropout=0.5,
+        burst=0.0,
+        sensors: tuple[str, ...] | None = None,
+    ):
         self.x = [torch.from_numpy(stats.apply(n.x)) for n in nights]
         self.y = [
             torch.from_numpy(
@@ -178,9 +202,31 @@ class Crops:
         lengths = np.array([len(y) - self.crop + 1 for y in self.y], dtype=np.float64)
         self.p = lengths / lengths.sum()
         self.rng = np.random.default_rng(seed)
-        self.dropout = dropout
+        self.dropout, self.burst, self.sensors = dropout, burst, sensors
         cols = stream_columns()
-        self.columns = [torch.from_numpy(cols[s]) for s in DROPPABLE]
+        self.columns = {s: torch.from_numpy(cols[s]) for s in DROPPABLE}
+        self.subsets = [v for k, v in SENSOR_SETS.items() if k != "full"]
+
+    def dropped(self) -> list[str]:
+        """The streams a crop loses for its whole length."""
+        if self.sensors is not None:
+            return [s for s in DROPPABLE if s not in self.sensors]
+        if self.rng.random() >= self.dropout:
+            return []
+        if self.rng.random() < 0.5:
+            keep = self.subsets[int(self.rng.integers(len(self.subsets)))]
+            return [s for s in DROPPABLE if s not in keep]
+        while True:
+            drop = [s for s in DROPPABLE if self.rng.random() < 0.5]
+            if any(s not in drop for s in STAGING_STREAMS):
+                return drop
+
+    def bursts(self, x: torch.Tensor) -> None:
+        """Random stretches of 1-60 s (about 3 % of the crop per stream) lost in place."""
+        for cols in self.columns.values():
+            for _ in range(int(self.rng.poisson(self.crop / 1000))):
+                a = int(self.rng.integers(0, self.crop))
+                x[a : a + int(self.rng.integers(1, 61)), cols] = 0.0
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xs, ys, ws = [], [], []
@@ -188,12 +234,10 @@ class Crops:
             i = int(self.rng.choice(len(self.x), p=self.p))
             s = int(self.rng.integers(0, len(self.y[i]) - self.crop + 1))
             x = self.x[i][s : s + self.crop].clone()
-            if self.rng.random() < self.dropout:
-                drop = np.zeros(len(self.columns), dtype=bool)
-                while not drop.any():
-                    drop = self.rng.random(len(self.columns)) < 0.5
-                for cols in (c for c, d in zip(self.columns, drop, strict=True) if d):
-                    x[:, cols] = 0.0
+            for stream in self.dropped():
+                x[:, self.columns[stream]] = 0.0
+            if self.burst and self.rng.random() < self.burst:
+                self.bursts(x)
             xs.append(x)
             ys.append(self.y[i][s : s + self.crop])
             ws.append(self.wake_sleep[i])
@@ -204,6 +248,14 @@ class Crops:
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+def _mask(sensors: tuple[str, ...] | None) -> np.ndarray | None:
+    return None if sensors is None or set(sensors) == set(DROPPABLE) else keep_mask(sensors)
+
+
+def _balanced(y: np.ndarray, p: np.ndarray) -> float:
+    return float(balanced_accuracy_score(y, p)) if len(y) else 0.0
 
 
 def predict_epochs(
@@ -256,15 +308,31 @@ def train_mamba(args: argparse.Namespace) -> dict:
     ws_train = load_nights(ws_train_names, cache, args.seed, args.max_epochs, None, mmash=True)
     ws_val = load_nights(ws_val_names, cache, args.seed, args.max_epochs, None, mmash=True)
     train = train + ws_train
+    lossy = []
+    if args.link_faults and args.anne_dir is None:  # a lossy-link copy of every training night
+        lossy = load_nights(train_names, cache, args.seed, args.max_epochs, None, lossy=True)
+        lossy += load_nights(ws_train_names, cache, args.seed, args.max_epochs, None, True, True)
     stats = FeatureStats.fit(train)
+    init = None
+    if args.init is not None:  # fine-tune: start from these weights, keep their statistics
+        init = torch.load(args.init, weights_only=False)
+        stats = FeatureStats.from_json(init["stats"])
     weights = class_weights(train, args.classes)
-    crops = Crops(train, args.classes, args.crop, stats, args.seed, args.modality_dropout)
+    sensors = SENSOR_SETS[args.sensors] if args.sensors else None
+    crops = Crops(
+        train + lossy, args.classes, args.crop, stats, args.seed, args.modality_dropout, args.burst,
+        sensors,
+    )  # fmt: skip
+    # model selection: the sensor set trained for, or the mean over every named set
+    selection = {args.sensors: sensors} if sensors else {k: v for k, v in SENSOR_SETS.items()}
     steps_per_epoch = args.steps or max(
         1, int(np.ceil(sum(len(n) for n in train) / (args.batch * crops.crop)))
     )
 
     torch.manual_seed(args.seed)
     model = MambaStager(n_classes=args.classes, bidirectional=args.bidirectional)
+    if init is not None:
+        model.load_state_dict(init["model"])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = StagingLoss(weights, wake_sleep_weights(train), args.mmash_weight)
     config = {
@@ -274,6 +342,10 @@ def train_mamba(args: argparse.Namespace) -> dict:
         "batch": args.batch,
         "lr": args.lr,
         "modality_dropout": args.modality_dropout,
+        "burst_dropout": args.burst,
+        "link_faults": bool(lossy),
+        "sensors": args.sensors,
+        "init": str(args.init) if args.init else None,
         "seed": args.seed,
         "data": "real ANNE exports" if args.anne_dir else "Walch subjects resynthesised (ANNE)",
         "wake_sleep_data": "MMASH users resynthesised (ANNE), actigraphy sleep periods"
@@ -307,8 +379,14 @@ def train_mamba(args: argparse.Namespace) -> dict:
                 loss.backward()
                 opt.step()
                 total += loss.item()
-            yv, pv = predict_epochs(model, val, stats, args.classes)
-            val_bacc = float(balanced_accuracy_score(yv, pv)) if len(yv) else 0.0
+            val_bacc = float(
+                np.mean(
+                    [
+                        _balanced(*predict_epochs(model, val, stats, args.classes, _mask(v)))
+                        for v in selection.values()
+                    ]
+                )
+            )
             ws_bacc = None
             if ws_val:
                 yw, pw = predict_epochs(model, ws_val, stats, args.classes)
@@ -399,7 +477,25 @@ def add_arguments(sub) -> None:
     m.add_argument("--batch", type=int, default=4)
     m.add_argument("--crop", type=int, default=5000, help="crop length in seconds")
     m.add_argument("--lr", type=float, default=1e-3)
-    m.add_argument("--modality-dropout", type=float, default=0.5)
+    m.add_argument(
+        "--modality-dropout", type=float, default=0.5, help="share of crops losing streams"
+    )
+    m.add_argument(
+        "--burst", type=float, default=0.5, help="share of crops losing streams in stretches"
+    )
+    m.add_argument(
+        "--sensors",
+        choices=sorted(SENSOR_SETS),
+        help="train for this sensor set alone (a comparison model for the any-subset one)",
+    )
+    m.add_argument("--init", type=Path, help="fine-tune from this checkpoint (best.pt)")
+    m.add_argument(
+        "--no-link-faults",
+        dest="link_faults",
+        action="store_false",
+        help="leave out the lossy-link copy of each training night (frames lost at 2-30 %%, "
+        "bridged and masked as at run time)",
+    )
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=2)
     m.add_argument(

@@ -20,12 +20,14 @@ UNSCORED = -1
 
 @dataclass(frozen=True)
 class SampleEpochs:
-    """Completed sample epochs: ``data`` (E, ..., L); ``nan_fraction`` (E, ...) per channel."""
+    """Completed sample epochs: ``data`` (E, ..., L); ``nan_fraction`` (E, ...) per channel;
+    ``bridged`` (E, ...) the fraction of each channel's samples filled by a gap bridge."""
 
     index: np.ndarray
     data: np.ndarray
     partial: np.ndarray
     nan_fraction: np.ndarray
+    bridged: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.index.size)

@@ -9,7 +9,7 @@ def interpolate_gaps(x: np.ndarray, dtype=np.float64) -> np.ndarray:
     """A copy with NaNs along the last axis replaced by linear interpolation between the valid
     samples around them (ends held at the nearest valid sample, never extrapolated); rows with
     no valid sample stay NaN. Only rows with a gap are visited."""
-    out = np.array(x, dtype=dtype, copy=True)
+    out = np.array(x, dtype=dtype, copy=True, order="C")  # reshape below must be a view
     flat = out.reshape(-1, out.shape[-1])
     nan = np.isnan(flat)
     t = np.arange(flat.shape[-1])

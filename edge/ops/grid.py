@@ -7,6 +7,10 @@ Points before the first sample are NaN with flag OUTSIDE (no extrapolation). A p
 only once it is final, i.e. once a sample at or after it has arrived, so streaming output equals
 the batch reference (``reference_grid``, built on ``np.interp``) for any chunking.
 
+A finite point interpolated across a missing sample (the samples around it more than 1.5
+periods apart, but within ``max_gap``) is flagged BRIDGED: for a 1 Hz sensor on a 1 Hz grid,
+a lost sample bridged.
+
 Input chunks are ``(times, values)``: times in seconds, shape (n,), strictly increasing across
 chunks; values (..., n), the leading axes being channels that share those timestamps. NaN values
 are missing samples: grid points that depend on one come out NaN with flag GAP.
@@ -22,12 +26,12 @@ import numpy as np
 
 from edge.ops.base import Snapshot, as_float_chunk, check_finished
 
-OK, GAP, OUTSIDE = 0, 1, 2
+OK, GAP, OUTSIDE, BRIDGED = 0, 1, 2, 3
 Method = Literal["linear", "nearest"]
 
 
 def _interpolate(
-    tg: np.ndarray, t: np.ndarray, v: np.ndarray, method: Method, max_gap: float
+    tg: np.ndarray, t: np.ndarray, v: np.ndarray, method: Method, max_gap: float, period: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Values (..., len(tg)) and flags (len(tg),) for grid times with t[0] <= tg <= t[-1]."""
     j = np.searchsorted(t, tg, side="right") - 1  # t[j] <= tg
@@ -47,7 +51,8 @@ def _interpolate(
     bad = np.isnan(out)
     if out.ndim > 1:
         bad = bad.reshape(-1, tg.size).any(axis=0)
-    return out, (gap | bad).view(np.uint8)
+    flags = (gap | bad).view(np.uint8)
+    return out, np.where((flags == OK) & (span > 1.5 * period), BRIDGED, flags).astype(np.uint8)
 
 
 class GridResampler:
@@ -121,14 +126,14 @@ class GridResampler:
                 vv = np.concatenate((self._v_last[..., None], v), axis=-1)
             tg = (self.g0 + np.arange(self._n_out, k_end)) * self.period
             if tg[0] >= tt[0]:
-                out, flags = _interpolate(tg, tt, vv, self.method, self.max_gap)
+                out, flags = _interpolate(tg, tt, vv, self.method, self.max_gap, self.period)
             else:  # first samples: grid points before them are OUTSIDE (no extrapolation)
                 out = np.full((*v.shape[:-1], n_new), np.nan)
                 flags = np.full(n_new, OUTSIDE, dtype=np.uint8)
                 inside = tg >= tt[0]
                 if inside.any():
                     out[..., inside], flags[inside] = _interpolate(
-                        tg[inside], tt, vv, self.method, self.max_gap
+                        tg[inside], tt, vv, self.method, self.max_gap, self.period
                     )
         self._n_out += n_new
         self._t_last, self._v_last = t_end, v[..., -1].copy()
@@ -162,7 +167,9 @@ class GridResampler:
             out = va + (sample(jb) - va) * ((tg - ta) / (tb - ta))
         else:
             out = sample(jb if tb - tg < tg - ta else j).copy()
-        return out, np.array([GAP if np.isnan(out).any() else OK], dtype=np.uint8)
+        if np.isnan(out).any():
+            return out, np.array([GAP], dtype=np.uint8)
+        return out, np.array([BRIDGED if tb - ta > 1.5 * self.period else OK], dtype=np.uint8)
 
     def flush(self) -> np.ndarray:
         """No grid point after the last sample is emitted (ends are left empty)."""
@@ -228,7 +235,7 @@ def reference_grid(
     gap = ~on_sample & (span > max_gap)
     outside = tg < t[0]
     out = np.where(gap | outside, np.nan, out)
-    flags = np.where(
-        outside, OUTSIDE, np.where(gap | np.isnan(out).reshape(-1, tg.size).any(0), GAP, OK)
-    )
+    bridged = ~on_sample & (span > 1.5 * period)
+    bad = gap | np.isnan(out).reshape(-1, tg.size).any(0)
+    flags = np.where(outside, OUTSIDE, np.where(bad, GAP, np.where(bridged, BRIDGED, OK)))
     return out, flags.astype(np.uint8)

@@ -200,9 +200,25 @@ class Resampler:
 
 
 def reference_resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Batch reference: scipy ``resample_poly`` along the last axis."""
+    """Batch reference: scipy ``resample_poly`` along the last axis, with the missing-data rule
+    of the module docstring (every output of a block whose input window holds a NaN is NaN)."""
     up, down = rational(fs_in, fs_out)
     x = np.asarray(x, dtype=np.float64)
     if x.shape[-1] == 0:
         return x.copy()
-    return sps.resample_poly(x, up, down, axis=-1)
+    nan = ~np.isfinite(x)
+    if not nan.any():
+        return sps.resample_poly(x, up, down, axis=-1)
+    y = sps.resample_poly(np.where(nan, 0.0, x), up, down, axis=-1)
+    r = Resampler(fs_in, fs_out)
+    if r.passthrough:
+        return np.where(nan, np.nan, y)
+    # block b's window: inputs [b·down + ws, b·down + ws + W), zeros outside the recording
+    blocks = -(-y.shape[-1] // r.up)
+    starts = np.arange(blocks) * r.down + r._ws
+    count = np.concatenate((np.zeros((*x.shape[:-1], 1)), np.cumsum(nan, axis=-1)), axis=-1)
+    lo = np.clip(starts, 0, x.shape[-1])
+    hi = np.clip(starts + r._w, 0, x.shape[-1])
+    spoilt = (count[..., hi] - count[..., lo]) > 0  # (..., blocks)
+    mask = np.repeat(spoilt, r.up, axis=-1)[..., : y.shape[-1]]
+    return np.where(mask, np.nan, y)

@@ -3,7 +3,8 @@
 Each step has a streaming operator and a batch reference with identical semantics, so a feature
 chain written in a descriptor gets its reference for free. Steps track the sample rate they see.
 
-Step kinds: ``resample`` (rate), ``bandpass``/``lowpass``/``highpass`` (low, high, order, init),
+Step kinds: ``bridge`` (max_gap in seconds, method: short gaps filled; first step only),
+``resample`` (rate), ``bandpass``/``lowpass``/``highpass`` (low, high, order, init),
 ``stft`` (n_fft, hop, window, bins, eps), ``grid`` (period, method, max_gap; timestamped input).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.ops.bridge import GapBridge, reference_bridge
 from edge.ops.grid import GridResampler, reference_grid
 from edge.ops.iir import SOSFilter, design_butter, reference_sosfilt
 from edge.ops.resample import Resampler, reference_resample
@@ -22,6 +24,7 @@ from edge.ops.stft import SlidingSTFT, reference_stft
 
 FILTERS = ("bandpass", "lowpass", "highpass")
 KNOWN = {
+    "bridge": {"max_gap", "method"},
     "resample": {"rate"},
     "bandpass": {"low", "high", "order", "init"},
     "lowpass": {"high", "order", "init"},
@@ -60,8 +63,14 @@ class Step:
         p = self.params
         return p.get("period", 1.0), p.get("method", "linear"), p.get("max_gap")
 
+    def _bridge_args(self) -> tuple[int, str]:
+        p = self.params
+        return int(round(p.get("max_gap", 0.5) * self.rate_in)), p.get("method", "linear")
+
     def build(self):
         """A fresh streaming operator for this step."""
+        if self.op == "bridge":
+            return GapBridge(*self._bridge_args())
         if self.op == "resample":
             return Resampler(self.rate_in, self.params["rate"])
         if self.op in FILTERS:
@@ -72,6 +81,8 @@ class Step:
 
     def reference(self, x):
         """The batch reference of this step over a whole recording."""
+        if self.op == "bridge":
+            return reference_bridge(x, *self._bridge_args())[0]
         if self.op == "resample":
             return reference_resample(x, self.rate_in, self.params["rate"])
         if self.op in FILTERS:
@@ -106,8 +117,8 @@ def parse_steps(raw: list[Mapping[str, Any]], rate: float, where: str) -> list[S
             raise ValueError(f"{loc}: op {op!r} has unknown parameters {sorted(extra)}")
         if steps and steps[-1].op == "stft":
             raise ValueError(f"{loc}: 'stft' must be the last step of a chain")
-        if op == "grid" and steps:
-            raise ValueError(f"{loc}: 'grid' takes timestamped samples and must come first")
+        if op in ("grid", "bridge") and steps:
+            raise ValueError(f"{loc}: {op!r} must be the first step of a chain")
         if op == "resample" and "rate" not in params:
             raise ValueError(f"{loc}: resample needs 'rate'")
         try:

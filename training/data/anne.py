@@ -44,12 +44,17 @@ CLASS_NAMES = {
     3: ("W", "NREM", "REM"),
 }
 CLASS_MAPS = {5: (0, 1, 2, 3, 4), 4: (0, 1, 1, 2, 3), 3: (0, 1, 1, 1, 2)}
-# ablations and modality dropout work per stream; a stream's feature columns follow the spec
-DROPPABLE = ("ecg", "ppg", "temp_chest", "temp_finger")
+# ablations and modality dropout work per stream (a sensor group); a stream's feature columns
+# follow the spec. Any stream may be missing; a second is staged when one of STAGING_STREAMS
+# is there (the temperatures alone carry no staging information).
+DROPPABLE = ("ecg", "ppg", "acc", "temp_chest", "temp_finger")
+STAGING_STREAMS = ("ecg", "ppg", "acc")
 SENSOR_SETS = {
     "full": ("temp_chest", "temp_finger", "ecg", "ppg", "acc"),
     "chest": ("temp_chest", "ecg", "acc"),  # the chest unit alone (no finger PPG/temperature)
-    "acc": ("acc",),
+    "ecg": ("ecg",),  # an ECG patch without motion
+    "acc": ("acc",),  # actigraphy alone
+    "ppg_acc": ("ppg", "acc"),  # a wrist-like device
 }
 
 
@@ -108,7 +113,27 @@ def per_second_stages(stages: np.ndarray, n_seconds: int) -> np.ndarray:
     return y
 
 
-def night_from_recording(rec: Recording, stages: np.ndarray, name: str) -> Night:
+def hide_partial_streams(x: np.ndarray, spec=SPEC) -> np.ndarray:
+    """x [T, 140] with a stream missing in any of its features in a second missing in all of
+    them, as the runtime's stager treats it (``FrameStager``)."""
+    for cols in stream_columns(spec).values():
+        bad = np.flatnonzero(np.isnan(x[:, cols]).any(axis=1))
+        x[np.ix_(bad, cols)] = np.nan
+    return x
+
+
+def link_fault_rate(name: str, seed: int) -> float:
+    """The frame-loss rate of a night's faulted training copy: 2-30 %, seeded by its name."""
+    digest = sum(name.encode()) + 7919 * seed
+    return float(np.random.default_rng(digest).uniform(0.02, 0.30))
+
+
+def night_from_recording(
+    rec: Recording, stages: np.ndarray, name: str, loss: float = 0.0, seed: int = 0
+) -> Night:
+    """Features of a recording through the runtime's chain; with ``loss``, its frames are first
+    lost at that rate (``firmware_sim.faults.drop_frames``), so training sees what a lossy link
+    gives the model: bridged gaps, and streams missing for the seconds a long gap spoils."""
     missing = {f.stream.name for f in SPEC.features} - set(rec.signals)
     if missing == {f.stream.name for f in SPEC.features}:
         raise ValueError(f"{name}: none of the ANNE streams found")
@@ -121,31 +146,44 @@ def night_from_recording(rec: Recording, stages: np.ndarray, name: str) -> Night
         signals[stream] = np.full((ANNE.streams[stream].n_axes, n), np.nan)
         if ANNE.streams[stream].timing == "timestamped":
             times[stream] = np.arange(n) / rate
-    x = reference_frame_features(SPEC, signals, times).T  # [T, 140]
+    if loss:
+        from firmware_sim.faults import drop_frames
+
+        rng = np.random.default_rng(sum(name.encode()) + 104729 * seed)
+        signals, _ = drop_frames(signals, ANNE, loss, rng)
+    x = hide_partial_streams(reference_frame_features(SPEC, signals, times).T)  # [T, 140]
     return Night(x.astype(np.float32), per_second_stages(stages, x.shape[0]), name)
 
 
 def resynth_walch(
-    subject: str, seed: int = 0, root: Path | None = None, max_epochs: int | None = None
+    subject: str,
+    seed: int = 0,
+    root: Path | None = None,
+    max_epochs: int | None = None,
+    loss: float = 0.0,
 ) -> Night:
     from firmware_sim.resynth import walch_night
 
     synth = walch_night(subject, seed, root, max_epochs)
-    return night_from_recording(synth.recording, synth.stages, subject)
+    return night_from_recording(synth.recording, synth.stages, subject, loss, seed)
 
 
 MMASH_BEFORE_BED_H, MMASH_AFTER_BED_H = 4.0, 2.0
 
 
 def resynth_mmash(
-    user: str, seed: int = 0, root: Path | None = None, max_epochs: int | None = None
+    user: str,
+    seed: int = 0,
+    root: Path | None = None,
+    max_epochs: int | None = None,
+    loss: float = 0.0,
 ) -> Night:
     """A MMASH user's evening, night and morning as a wake/sleep-labelled night."""
     from firmware_sim.resynth import mmash_day
 
     hours = None if max_epochs is None else max_epochs * EPOCH_S / 3600
     synth = mmash_day(user, seed, root, hours, MMASH_BEFORE_BED_H, MMASH_AFTER_BED_H)
-    night = night_from_recording(synth.recording, synth.features["asleep"], user)
+    night = night_from_recording(synth.recording, synth.features["asleep"], user, loss, seed)
     night.kind = "wake_sleep"
     return night
 
