@@ -277,7 +277,7 @@ def export_mamba(
     also: tuple[Path, ...] = (),
 ) -> dict:
     from edge.models.step_runner import LiteRTStepModel, NumpyStepModel, OnnxStepModel
-    from training.data.anne import CLASS_NAMES
+    from training.data.anne import CLASS_NAMES, STAGING_STREAMS
     from training.train_mamba import load_checkpoint, load_nights
 
     out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +339,7 @@ def export_mamba(
         target = out / f"{kind}_{c['classes']}class.pt"
         _save_weights(target, other.state_dict(), c, other_stats.to_json())
         evaluation_weights[target.stem] = _entry(target) | {
-            "val_balanced_accuracy": other_ck["val_balanced_accuracy"]
+            "val_balanced_accuracy": other_ck.get("val_balanced_accuracy")
         }
     conv, h = model.initial_state(1)
     classes = list(CLASS_NAMES[cfg["classes"]])
@@ -367,7 +367,8 @@ def export_mamba(
             **stats.to_json(),
             "note": "fixed per-feature mean/std of the training nights (causal); missing → 0",
         },
-        "required_streams": ["acc"],
+        # a second is stepped when any of these is valid; any other stream may be missing
+        "staging_streams": list(STAGING_STREAMS),
         "params": int(sum(p.numel() for p in model.parameters())),
         **step_flops(model),
         "parity": parity,
@@ -380,7 +381,17 @@ def export_mamba(
             "wake_sleep_val_users": ck.get("wake_sleep_val", []),
             "recipe": {
                 k: cfg.get(k)
-                for k in ("crop_s", "batch", "lr", "modality_dropout", "seed", "mmash_weight")
+                for k in (
+                    "crop_s",
+                    "batch",
+                    "lr",
+                    "modality_dropout",
+                    "burst_dropout",
+                    "link_faults",
+                    "init",
+                    "seed",
+                    "mmash_weight",
+                )
             },
             "epoch": ck["epoch"],
             "val_balanced_accuracy": ck["val_balanced_accuracy"],

@@ -209,9 +209,24 @@ def test_absurd_timestamp_is_rejected():
     good = frames_for("temp_chest", [0, 1, 2])
     for b in good:
         rx.feed(b)
-    bad = frames_for("temp_chest", [3], t0_ns=10**13)[0]  # 3 hours ahead of its place
+    bad = frames_for("temp_chest", [300], t0_ns=10**13)[0]  # 3 h off, and not the next frames
     assert rx.feed(bad) == []
     assert rx.counts()["rejected:absurd timestamp"] == 1
+
+
+def test_a_clock_step_is_reanchored_on_the_sequence_numbers():
+    """The device clock jumps 3 hours at frame 3 (the sequence goes on): frames are placed
+    where their numbers say, later ones shifted by the same offset, nothing rejected."""
+    rx = Receiver(ANNE)
+    for b in frames_for("temp_chest", [0, 1, 2]):
+        rx.feed(b)
+    jumped = frames_for("temp_chest", list(range(8)), t0_ns=10**13)[3:]
+    out = [r for b in jumped for r in rx.feed(b)]
+    assert [r.number for r in out] == [3, 4, 5, 6, 7]
+    second = 10**9  # temp_chest: one 1-Hz sample a frame; frame 2 was at 2 s
+    assert [r.frame.t_device_ns for r in out] == [k * second for k in range(3, 8)]
+    counts = rx.counts()
+    assert counts["clock_steps"] == 1 and not any(k.startswith("rejected") for k in counts)
 
 
 @given(st.lists(st.binary(min_size=1, max_size=244), max_size=20), st.data())

@@ -7,7 +7,11 @@ has moved past it. A frame older than that is rejected as a ``sequence regressio
 
 ``Receiver`` decodes bytes against the device's stream table, rejects malformed frames and
 implausible timestamps with a reason (counted, logged, never raised), and releases good frames
-per stream in sequence order with their absolute frame number. ``Receiver.feed_many`` does the
+per stream in sequence order with their absolute frame number. A frame whose timestamp is far
+from where its sequence number places it, but whose number continues the stream (within the
+reorder window), is a step of the device clock: the stream's clock is re-anchored to the
+sequence (``clock_steps``; later frames are shifted by the same offset), so a clock that jumps
+loses no data and invents no gap. ``Receiver.feed_many`` does the
 same for a batch of frames (a replay): a stream's frames that simply continue it (next
 sequence numbers, plausible times, nothing held) are decoded together and released as one
 ``FrameRun``; any other frame takes the frame-by-frame path, so the result is the same.
@@ -19,7 +23,7 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -183,6 +187,8 @@ class Receiver:
     def __post_init__(self) -> None:
         self._codecs = self.profile.codecs()
         self._last_t: dict[str, tuple[int, int]] = {}  # stream -> (number, t_device_ns)
+        self._offset: dict[str, int] = {}  # stream -> ns added to its clock (clock steps)
+        self.clock_steps = 0
 
     def _reject(self, reason: str, detail: str) -> None:
         self.rejected[reason] += 1
@@ -225,7 +231,7 @@ class Receiver:
         t_ns = head["t_ns"]
         if (t_ns >= 1 << 62).any():
             return None
-        t_ns = t_ns.astype(np.int64)
+        t_ns = t_ns.astype(np.int64) + self._offset.get(codec.name, 0)
         spec = self.profile.streams[codec.name]
         tracker = self._tracker(codec.name)
         last = self._last_t.get(codec.name)
@@ -265,7 +271,11 @@ class Receiver:
         if isinstance(item, Rejected):
             self._reject(item.reason, item.detail)
             return []
-        if not self._plausible_time(item):
+        offset = self._offset.get(item.stream, 0)
+        if offset:
+            item = replace(item, t_device_ns=item.t_device_ns + offset)
+        item = self._plausible_time(item)
+        if item is None:
             return []
         tracker = self._tracker(item.stream)
         out, reason = tracker.accept(item)
@@ -275,21 +285,28 @@ class Receiver:
             self._last_t[r.frame.stream] = (r.number, r.frame.t_device_ns)
         return out
 
-    def _plausible_time(self, frame: Frame) -> bool:
-        """Reject a timestamp far from where the sequence number says the frame belongs."""
+    def _plausible_time(self, frame: Frame) -> Frame | None:
+        """The frame if its timestamp fits its sequence number; re-anchored on the sequence if
+        its number continues the stream (a clock step); None (rejected) otherwise."""
         last = self._last_t.get(frame.stream)
         tracker = self.trackers.get(frame.stream)
         if last is None or tracker is None:
-            return True
+            return frame
         spec = self.profile.streams[frame.stream]
         number = tracker.number(frame.seq)
         per_frame = spec.wire.frame_samples / spec.rate_hz
         expected = last[1] + (number - last[0]) * per_frame * 1e9
         error = abs(frame.t_device_ns - expected) / 1e9
-        if error > self.max_clock_error_s + 0.01 * abs(number - last[0]) * per_frame:
-            self._reject("absurd timestamp", f"{frame.stream} off by {error:.1f} s")
-            return False
-        return True
+        if error <= self.max_clock_error_s + 0.01 * abs(number - last[0]) * per_frame:
+            return frame
+        if 0 < number - last[0] <= tracker.window:
+            step = int(round(expected)) - frame.t_device_ns
+            self._offset[frame.stream] = self._offset.get(frame.stream, 0) + step
+            self.clock_steps += 1
+            log.warning("clock step: %s re-anchored by %.1f s", frame.stream, step / 1e9)
+            return replace(frame, t_device_ns=frame.t_device_ns + step)
+        self._reject("absurd timestamp", f"{frame.stream} off by {error:.1f} s")
+        return None
 
     def flush(self) -> list[Released]:
         return [r for t in self.trackers.values() for r in t.flush()]
@@ -301,6 +318,8 @@ class Receiver:
             "rejected": dict(self.rejected),
             "trackers": {name: _tracker_state(t) for name, t in self.trackers.items()},
             "last_t": {name: [int(n), int(t)] for name, (n, t) in self._last_t.items()},
+            "clock_offset": {name: int(v) for name, v in self._offset.items()},
+            "clock_steps": int(self.clock_steps),
         }
 
     def set_state(self, state: dict) -> None:
@@ -321,14 +340,22 @@ class Receiver:
             if name not in self.profile.streams or len(pair) != 2:
                 raise ck.CheckpointError(f"checkpoint {what}: not a known stream's [number, time]")
             last_t[name] = (ck.expect(pair[0], int, what), ck.expect(pair[1], int, what))
+        offsets = {}
+        for name, v in ck.expect(state.get("clock_offset", {}), dict, "receiver offsets").items():
+            if name not in self.profile.streams:
+                raise ck.CheckpointError(f"checkpoint receiver: unknown stream {name!r}")
+            offsets[name] = ck.expect(v, int, f"receiver clock_offset[{name!r}]")
+        steps = ck.expect(state.get("clock_steps", 0), int, "receiver clock_steps")
         self.rejected, self.trackers, self._last_t = rejected, trackers, last_t
+        self._offset, self.clock_steps = offsets, steps
 
     def counts(self) -> dict[str, int]:
         """Totals over all streams, plus rejections by reason."""
         total = Counter()
         for t in self.trackers.values():
             total.update(vars(t.stats))
-        return {**total, **{f"rejected:{k}": v for k, v in self.rejected.items()}}
+        steps = {"clock_steps": self.clock_steps} if self.clock_steps else {}
+        return {**total, **steps, **{f"rejected:{k}": v for k, v in self.rejected.items()}}
 
 
 def _tracker_state(t: SequenceTracker) -> dict:
