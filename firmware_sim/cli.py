@@ -160,11 +160,14 @@ def _run_gateway(args) -> int:
         one_message=args.device_id if args.one_message else None,
     )
     try:
-        _, _, deliveries, _ = _prepare(args)
+        _, device, deliveries, _ = _prepare(args)
+        if args.speed is None:
+            _warn_max_speed(len(deliveries) * len(ids))
         sent = gateway.play(
             deliveries,
             args.speed,
             on_start=lambda t: print(f"firmware-sim: gateway started at {t:.6f}", flush=True),
+            session_end=device.session_end(),
         )
     finally:
         acked = gateway.close()
@@ -176,6 +179,18 @@ def _run_gateway(args) -> int:
     return 0 if acked else 1
 
 
+def _warn_max_speed(frames: int) -> None:
+    """--speed max over MQTT: the broker acknowledges faster than an engine consumes, and
+    drops what exceeds the engine's queue limit (mosquitto: max_queued_messages)."""
+    print(
+        f"firmware-sim: --speed max: {frames:,} frames go out as fast as the broker takes them; "
+        "a broker whose per-client queue (mosquitto max_queued_messages, 1000 by default) is "
+        "smaller than the engine's backlog drops frames it acknowledged (the engine counts them "
+        "lost): size it for the night (README: Securing the MQTT broker)",
+        file=sys.stderr,
+    )
+
+
 def _run_mqtt(args) -> int:
     from firmware_sim.transports.mqtt import MqttPublisher
 
@@ -185,15 +200,17 @@ def _run_mqtt(args) -> int:
     profile = load_device(args.device)  # the broker first: fail fast, before a night is built
     pub = MqttPublisher(profile, BrokerAddress.parse(args.broker, args.ca_file), args.device_id)
     try:
-        _, _, deliveries, _ = _prepare(args)
+        _, device, deliveries, _ = _prepare(args)
     except Exception:
         pub.close()
         raise
+    if args.speed is None:
+        _warn_max_speed(len(deliveries))
     sent = play(deliveries, pub.send, args.speed)
-    pub.close()
+    pub.close(end=device.session_end())
     print(
-        f"firmware-sim: published {sent:,} frames ({pub.acks.acked:,} acknowledged) to "
-        f"{profile.mqtt.topic('raw', args.device_id, '<stream>')}"
+        f"firmware-sim: published {sent:,} frames ({pub.acks.acked - 1:,} acknowledged) to "
+        f"{profile.mqtt.topic('raw', args.device_id, '<stream>')}, then the end of session"
     )
     return 0
 
@@ -209,17 +226,18 @@ async def _run_ble(args) -> int:
         drops = []
         if args.disconnect:  # tear the link down at the start of every down window
             down, every = args.disconnect
-            end = max((d.t_deliver_s for d in deliveries), default=0.0)
-            drops = [k * every - down for k in range(1, int(end // every) + 1)]
+            end = device.end_true_s()  # a window that covers the night's end drops it too
+            drops = [k * every - down for k in range(1, int(end // every) + 2)]
+            drops = [t for t in drops if t < end]
         peripheral = BlePeripheral(
             device, bumble_device, args.device_id, deliveries, args.speed, drops
         )
         await peripheral.start()
         print(f"firmware-sim: advertising as {peripheral.name} on {args.ble_transport}", flush=True)
-        await peripheral.done.wait()
-        await asyncio.sleep(0.5)  # let the last notifications leave
+        await peripheral.done.wait()  # every frame and the end of session left the host
     print(
-        f"firmware-sim: notified {peripheral.sent:,} frames, {peripheral.link_drops} link drop(s)"
+        f"firmware-sim: notified {peripheral.sent:,} frames and the end of session, "
+        f"{peripheral.link_drops} link drop(s)"
     )
     return 0
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.devices import DeviceProfile
-from edge.devices.codec import FORMATS, encode_ints, quantize
+from edge.devices.codec import FORMATS, SessionEnd, encode_ints, quantize
 
 # Control point commands (one write = [opcode u8][stream code u8]; 0xFF = all streams).
 START, STOP = 0x01, 0x02
@@ -124,3 +124,26 @@ class VirtualDevice:
         every = [f for name in names for f in self._stream_frames(name)]
         every.sort(key=lambda f: (f.t_send_s, f.stream, f.seq))
         return iter(every)
+
+    def session_end(self) -> SessionEnd:
+        """Where the session of ``frames()`` ends: the last sequence number of each stream and
+        the device time just after the last sample of a regular stream, or at the last sample of a
+        timestamped one, whichever is later (the end-of-session message's content)."""
+        names = sorted(self.streaming or self.signals)
+        last, end_s = {}, 0.0
+        for name in names:
+            spec = self.profile.streams[name]
+            n = self.signals[name].shape[1]
+            if n == 0:
+                continue
+            last[spec.wire.code] = -(-n // spec.wire.frame_samples) - 1
+            if spec.timing == "timestamped":
+                t = float(self.times[name][-1]) * self.clock_rate  # an instant
+            else:
+                t = n / spec.rate_hz
+            end_s = max(end_s, t)
+        return SessionEnd(self.device_epoch_ns + int(round(end_s * 1e9)), last)
+
+    def end_true_s(self) -> float:
+        """True time at which the session ends (the device's clock runs ``clock_rate``)."""
+        return (self.session_end().t_end_ns - self.device_epoch_ns) / 1e9 / self.clock_rate

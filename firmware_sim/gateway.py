@@ -11,6 +11,7 @@ of every ``bundle_s`` window of its night go out as one message on its bundle to
 window closes (``codec.bundle``), cutting the message rate ~18 × ``bundle_s``-fold for ANNE;
 with ``one_message`` too, every ``bundle_s`` of the gateway's clock all its devices' frames go
 out as one message on the gateway's own topic (``codec.gateway``), as a hub serving a ward does.
+Before its ``finished``, each device's end-of-session message goes to its ``raw/end`` topic.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge.devices import DeviceProfile
-from edge.devices.codec import bundle, gateway
+from edge.devices.codec import SessionEnd, bundle, encode_end, gateway
 from edge.net.mqtt import AckTracker, BrokerAddress, connect
 from firmware_sim.faults import Delivery
 
@@ -68,9 +69,11 @@ class Gateway:
         speed: float | None = 1.0,
         tick_s: float = 0.02,
         on_start: Callable[[float], None] | None = None,
+        session_end: SessionEnd | None = None,
     ) -> int:
         """Every device's frames on the schedule (``speed`` × real time, None: at once);
-        ``on_start(unix_time)`` is called when device 1's time 0 is."""
+        ``on_start(unix_time)`` is called when device 1's time 0 is; ``session_end``: each device's
+        end-of-session message, sent on its ``raw/end`` topic before its ``finished``."""
         mqtt = self.profile.mqtt
         raw = [[mqtt.topic("raw", d, s) for s in self.profile.streams] for d in self.ids]
         bundles = [mqtt.topic("bundle", d) for d in self.ids]
@@ -129,6 +132,9 @@ class Gateway:
             if speed is not None:
                 time.sleep(max(0.0, tick_s - ((time.monotonic() - t0) * speed - now_s) / speed))
         for k in range(len(self.ids)):
+            if session_end is not None:
+                message = encode_end(session_end)
+                publish(client, mqtt.topic("raw", self.ids[k], "end"), message)
             publish(client, status[k], b"finished")
         return self.frames_sent
 

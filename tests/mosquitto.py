@@ -100,10 +100,20 @@ def make_pki(folder: Path, hosts: tuple[str, ...] = ("localhost",), name: str = 
     return Pki(folder / "ca.pem", folder / "broker.pem", pem_key(key, folder / "broker.key"))
 
 
+# Per-client queue on the broker. mosquitto acknowledges a QoS 1 message on receipt and drops
+# what exceeds a subscriber's queue (default 1,000): measured here, a --speed max replay
+# publishes ~3,500 frames/s and one engine takes ~2,400/s, so an 8-h ANNE night (513,600
+# frames) leaves a backlog of up to ~170,000, and 200 devices bundled every 0.25 s send 800
+# messages/s (20 minutes of an engine away: ~1,000,000). 0 (no limit) breaks ACLs in mosquitto
+# 2.0: a denied publish then ends the connection (its PUBACK counts as over the limit).
+NIGHT_QUEUE = 1_000_000
+
+
 class Broker:
     """``tls``: the listener speaks TLS only, with that certificate; ``users`` (name →
     password): a password file made with mosquitto_passwd, anonymous clients refused; ``acl``:
-    the text of mosquitto's ``acl_file``."""
+    the text of mosquitto's ``acl_file``; ``max_queued``: the per-client queue limit (None:
+    mosquitto's default of 1,000, which drops acknowledged frames under a max-speed replay)."""
 
     def __init__(
         self,
@@ -112,6 +122,7 @@ class Broker:
         tls: Pki | None = None,
         users: dict[str, str] | None = None,
         acl: str | None = None,
+        max_queued: int | None = NIGHT_QUEUE,
     ) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
@@ -140,11 +151,11 @@ class Broker:
             # database into our private temporary directory: persistence silently did nothing
             f"user {getpass.getuser()}\n"
             f"persistence_location {workdir}/\n"
-            # 0 (no limit) breaks ACLs in mosquitto 2.0: a denied publish then ends the
-            # connection (its PUBACK counts as over the limit); a night's frames fit in this
-            f"max_queued_messages {0 if acl is None else 1_000_000}\n"
             "max_inflight_messages 0\n"
         )
+        if max_queued is not None:  # None: mosquitto's default limit (1,000 messages)
+            with self.conf.open("a") as conf:
+                conf.write(f"max_queued_messages {max_queued}\nmax_queued_bytes 0\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Broker:

@@ -9,6 +9,7 @@ from bumble.core import UUID
 from bumble.device import Peer
 
 from edge.devices import load_device
+from edge.devices.codec import decode_end, encode_end, is_end
 from edge.devices.receiver import Receiver
 from firmware_sim.device import START, STOP, VirtualDevice
 from firmware_sim.faults import FaultPlan, apply_faults
@@ -63,11 +64,13 @@ def test_a_replayed_hour_arrives_complete_and_in_order():
         p, got, control = await peripheral_and_central(dev, deliveries, "t1")
         await control.write_value(bytes([START, 0xFF]), with_response=True)
         await asyncio.wait_for(p.done.wait(), 120)
-        await wait_for(got, len(deliveries), 10)
+        await wait_for(got, len(deliveries) + 1, 10)
         return got
 
     got = asyncio.run(run())
     assert len(deliveries) > 60_000
+    assert got[-1] == encode_end(dev.session_end())  # the end of session comes last
+    got = got[:-1]
     assert got == [d.frame.data for d in deliveries]
     rx = Receiver(ANNE)
     released = [r for b in got for r in rx.feed(b)] + rx.flush()
@@ -83,12 +86,14 @@ def test_control_point_selects_streams_and_faults_are_counted():
         p, got, control = await peripheral_and_central(dev, deliveries, "t2")
         await control.write_value(bytes([START, 1]), with_response=True)  # ECG only
         await asyncio.wait_for(p.done.wait(), 60)
-        await wait_for(got, p.sent, 5)
+        await wait_for(got, p.sent + 1, 5)
         await control.write_value(bytes([STOP, 0xFF]), with_response=True)
         return got, p.sent
 
     got, sent = asyncio.run(run())
     ecg = [d.frame.data for d in deliveries if d.frame.stream == "ecg"]
+    assert decode_end(got[-1]).last_seq == {1: max(f.seq for f in dev.frames())}  # ECG's only
+    got = got[:-1]
     assert got == ecg and sent == len(ecg)
     rx = Receiver(ANNE)
     for b in got:
@@ -141,11 +146,11 @@ def test_firmware_sim_process_over_tcp_linked_controllers(linked_controllers):
                 got = []
                 control = await subscribe(dev, address, got)
                 await control.write_value(bytes([START, 0xFF]), with_response=True)
-                await wait_for(got, len(expected), 60)
+                await wait_for(got, len(expected) + 1, 60)
                 return got
 
         got = asyncio.run(central())
-        assert got == expected
+        assert got[:-1] == expected and is_end(got[-1])
         out, err = sim.communicate(timeout=30)
         assert sim.returncode == 0, err
         assert "advertising as ANNE-SE-tcp01" in out and f"notified {len(expected):,}" in out

@@ -25,6 +25,12 @@ its length (u8; a frame is ≤ 244 bytes). ``unbundle`` splits it back; a bundle
 every whole frame before the cut and says why the rest was lost. A gateway serving many devices
 may send all their bundles in one message (``gateway``): per device, its id's length (u8), the
 id (UTF-8), the bundle's length (u32) and the bundle; ``ungateway`` splits it the same way.
+
+A device ends its session with one end-of-session message (``encode_end``) in the place of a
+frame: stream code 0xFE (no stream has it, so an older receiver rejects it as an unknown
+stream), version u8 (1), the device time of the session's end (u64 ns), the number of streams
+k (u8), then per stream its code (u8) and the sequence number of its last frame (u16).
+``decode_end`` reads it back or says why not.
 """
 
 from __future__ import annotations
@@ -54,6 +60,52 @@ REASONS = (
     "bad delta width",
     "frame too long",
 )
+
+
+END_CODE = 0xFE  # first byte of an end-of-session message
+END_VERSION = 1
+_END_HEAD = struct.Struct("<BBQB")
+_END_ENTRY = struct.Struct("<BH")
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """Where a device's session ended: device time (ns) and the last sequence number (u16)
+    of each stream it sent, by stream code."""
+
+    t_end_ns: int
+    last_seq: dict[int, int]
+
+
+def is_end(data: bytes) -> bool:
+    """Whether ``data`` is an end-of-session message rather than a frame."""
+    return data[:1] == b"\xfe"
+
+
+def encode_end(end: SessionEnd) -> bytes:
+    """The end-of-session message (≤ 244 bytes: at most 77 streams)."""
+    if not 0 <= len(end.last_seq) <= (MAX_FRAME - _END_HEAD.size) // _END_ENTRY.size:
+        raise ValueError(f"an end-of-session message holds 0..77 streams, got {len(end.last_seq)}")
+    parts = [_END_HEAD.pack(END_CODE, END_VERSION, end.t_end_ns, len(end.last_seq))]
+    parts += [_END_ENTRY.pack(code, seq % (1 << 16)) for code, seq in end.last_seq.items()]
+    return b"".join(parts)
+
+
+def decode_end(data: bytes) -> SessionEnd | Rejected:
+    """An end-of-session message back, or why it is not one (never raises)."""
+    if len(data) < _END_HEAD.size or data[0] != END_CODE:
+        return Rejected("bad end of session", f"{len(data)} bytes, no end header", len(data))
+    _, version, t_end_ns, k = _END_HEAD.unpack_from(data)
+    if version != END_VERSION:
+        return Rejected("bad end of session", f"version {version}", len(data))
+    if len(data) != _END_HEAD.size + k * _END_ENTRY.size:
+        return Rejected("bad end of session", f"{len(data)} bytes for {k} streams", len(data))
+    if t_end_ns >= 1 << 62:
+        return Rejected("bad end of session", f"end time {t_end_ns} ns", len(data))
+    last = dict(_END_ENTRY.iter_unpack(data[_END_HEAD.size :]))
+    if len(last) != k:
+        return Rejected("bad end of session", "a stream listed twice", len(data))
+    return SessionEnd(t_end_ns, last)
 
 
 @dataclass(frozen=True)

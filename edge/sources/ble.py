@@ -9,8 +9,10 @@ reconnect and report the gap as lost frames.
 
 ``backend="bumble"`` runs bleak over Bumble's host stack on ``transport`` (a virtual
 controller ``tcp-client:HOST:PORT``, or a radio such as ``usb:0``): no Bluetooth hardware
-needed. The night ends on Ctrl-C / SIGTERM, or after ``idle_exit_s`` without frames once
-some arrived (a replayed night that is over).
+needed. The night ends when the device sends its end-of-session message (``codec.is_end``;
+it goes to the session like a frame, which counts the frames lost after the last one received)
+and the queue drains, on Ctrl-C / SIGTERM, or after ``idle_exit_s`` without frames once some
+arrived.
 
 ``allow`` (``--ble-allow``, addresses or names): the source connects only to a device whose
 address or advertised name is on the list, so a bedside unit takes its own patient's wearable
@@ -26,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from edge.devices.codec import is_end
 from edge.devices.profile import DeviceProfile
 from edge.sources.frame_queue import FrameQueue
 
@@ -62,6 +65,7 @@ class BleSource:
         self.stats["not_allowed"] = 0  # distinct devices refused by the allow-list
         self._queue = FrameQueue(max_queue, self.stats)
         self._stop = threading.Event()
+        self._ended = threading.Event()  # the device said its session is over
         self._error: list[str] = []
         self._last_frame = self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="ble-supervisor", daemon=True)
@@ -142,7 +146,13 @@ class BleSource:
 
     def _on_notify(self, _characteristic, data: bytearray) -> None:
         self._last_frame = time.monotonic()
+        before = self.stats["received"]
         self._queue.offer(bytes(data))
+        if is_end(data):  # counted apart, not as a received frame
+            self.stats["received"] = before
+            self.stats["end_of_session"] = self.stats.get("end_of_session", 0) + 1
+            log.info("device ended its session: ending after the queue drains")
+            self._ended.set()
 
     # ---- the consumer side ----
     def __iter__(self) -> Iterator[bytes]:
@@ -153,7 +163,7 @@ class BleSource:
                 continue
             if self._error:
                 raise ValueError(self._error[0])
-            if self._stop.is_set():
+            if self._stop.is_set() or self._ended.is_set():
                 return
             idle = time.monotonic() - self._last_frame
             if self.idle_exit_s and self.stats["received"] and idle > self.idle_exit_s:

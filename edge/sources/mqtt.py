@@ -9,8 +9,10 @@ A persistent session (fixed client id, ``clean_start=False``, session expiry) ke
 on the broker while we are away; paho reconnects by itself and ``on_connected`` subscribes
 again, so a broker restart loses nothing the broker persisted. Frames go through a bounded queue:
 when the engine falls behind by ``max_queue`` frames, newer frames are dropped and counted
-(bounded memory under a flood). The source ends when the device says ``finished`` on its status
-topic (live; a retained message from an earlier run is ignored) and the queue is drained, or when
+(bounded memory under a flood). The device's end-of-session message (``raw/end``,
+``codec.encode_end``) goes to the session like a frame, which counts the frames lost after the
+last one received. The source ends when the device says ``finished`` on its status topic
+(live; a retained message from an earlier run is ignored) and the queue is drained, or when
 ``stop()`` is called (Ctrl-C / SIGTERM in edge-run). ``offline`` (a last will, or a gateway
 going away) is availability only: the night goes on and the gap shows when frames come back.
 The engine announces itself on ``<status>/engine`` (retained
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from edge.devices.codec import unbundle, ungateway
+from edge.devices.codec import is_end, unbundle, ungateway
 from edge.devices.profile import DeviceProfile
 from edge.net.mqtt import BrokerAddress, connect
 from edge.sources.frame_queue import FrameQueue
@@ -96,8 +98,18 @@ class MqttSource:
         if msg.topic == self._bundle:
             for frame in self._unbundle(msg.payload, msg.topic):
                 self._queue.offer(frame)
+        elif is_end(msg.payload):
+            self._offer_end(msg.payload)
         else:
             self._queue.offer(msg.payload)
+
+    def _offer_end(self, item) -> None:
+        """The device's end-of-session message goes to the session in order with its frames;
+        counted apart (``end_of_session``), not as a received frame."""
+        before = self.stats["received"]
+        self._queue.offer(item)
+        self.stats["received"] = before
+        self.stats["end_of_session"] = self.stats.get("end_of_session", 0) + 1
 
     def _unbundle(self, payload: bytes, where: str) -> list[bytes]:
         """A bundle's whole frames; a defect is counted and logged with where it came from."""
@@ -191,6 +203,8 @@ class MqttFleetSource(MqttSource):
                             len(entries))  # fmt: skip
             for device, payload in entries:
                 self._offer_bundle(device, payload, f"{msg.topic} for {device}")
+        elif is_end(msg.payload):
+            self._offer_end((device_id, msg.payload))
         else:
             self._queue.offer((device_id, msg.payload))
 

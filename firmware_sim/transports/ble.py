@@ -9,6 +9,14 @@ when a central writes START and runs at the replay speed on the device's schedul
 the connection down; advertising restarts and streaming resumes after the central reconnects
 and writes START again (the frames of the down window were never sent).
 
+Backpressure: a notification waits while the host holds more than ``MAX_QUEUED`` ACL packets
+for the link (Bumble's flow-control queue, drained by the controller's completed-packets
+events), so at any ``speed`` the frames counted in ``sent`` are frames the link carried. After
+the last frame the peripheral notifies the end-of-session message (``codec.encode_end``: the
+last sequence number of each stream), waits for the queue to drain and sets ``done``; a link
+torn down after the last frame is restored first (the central reconnects and writes START),
+so the message also comes after a lost tail.
+
 Bumble runs a real host stack over a virtual controller: in-process on a ``LocalLink``, or in
 another process over TCP (``python -m bumble.apps.controllers tcp-server:H:P1 tcp-server:H:P2``
 links two ``tcp-client:H:P`` transports).
@@ -26,11 +34,13 @@ from bumble.gatt import Attribute, Characteristic, CharacteristicValue, Service
 from bumble.profiles.battery_service import BatteryService
 from bumble.profiles.device_information_service import DeviceInformationService
 
+from edge.devices.codec import encode_end
 from firmware_sim.device import START, STOP, VirtualDevice
 from firmware_sim.faults import Delivery
 
 log = logging.getLogger("sleepedge.sim.ble")
 ATT_MTU = 247
+MAX_QUEUED = 64  # ACL packets the host may hold for the link before a notification waits
 
 
 def advertising_data(name: str, service_uuid: str) -> bytes:
@@ -120,23 +130,50 @@ class BlePeripheral:
                 if wait > 0:
                     await asyncio.sleep(wait)
             if self._drops and d.t_deliver_s >= self._drops[0]:
-                self._drops.pop(0)
-                self.link_drops += 1
-                # frames already notified leave first: the window's loss is the injected one,
-                # not whatever sat in the host's and controller's buffers at the drop
-                for conn in list(self.bumble.connections.values()):
-                    queue = self.bumble.host.get_data_packet_queue(conn.handle)
-                    if queue is not None:
-                        await queue.drain(conn.handle)
-                await asyncio.sleep(0.2)  # the peer host processes what its controller got
-                for conn in list(self.bumble.connections.values()):
-                    await conn.disconnect()  # the central must reconnect and START again
+                await self._drop_link()
                 return
             self._next += 1
             if d.frame.stream in self.device.streaming:
-                await self.bumble.notify_subscribers(self.data, d.frame.data)
+                await self._notify(d.frame.data)
                 self.sent += 1
+        if self._drops:  # a drop scheduled after the last frame: the session's end is lost
+            await self._drop_link()
+            return
+        await self._notify(encode_end(self.device.session_end()))
+        await self._flow(0)  # everything notified has left the host
         self.done.set()
+
+    async def _notify(self, data: bytes) -> None:
+        """Notify ``data`` once the host holds at most ``MAX_QUEUED`` packets for the link: a
+        replay at any speed goes at the pace of the controller's flow control, and what is
+        counted as sent is what the link carries, never a queue dropped at exit."""
+        await self._flow(MAX_QUEUED)
+        await self.bumble.notify_subscribers(self.data, data)
+
+    async def _flow(self, limit: int) -> None:
+        """Wait until each connection's host queue holds at most ``limit`` ACL packets (the
+        controller's completed-packets events drain it); returns when the link is gone."""
+        for conn in list(self.bumble.connections.values()):
+            while True:
+                queue = self.bumble.host.get_data_packet_queue(conn.handle)
+                if queue is None or queue.pending <= limit:
+                    break
+                flowed = asyncio.Event()
+                queue.once("flow", flowed.set)
+                try:  # a disconnection flushes the queue without a 'flow' event: look again
+                    await asyncio.wait_for(flowed.wait(), 0.5)
+                except TimeoutError:
+                    queue.remove_listener("flow", flowed.set)
+
+    async def _drop_link(self) -> None:
+        self._drops.pop(0)
+        self.link_drops += 1
+        # frames already notified leave first: the window's loss is the injected one, not
+        # whatever sat in the host's and controller's buffers at the drop
+        await self._flow(0)
+        await asyncio.sleep(0.2)  # the peer host processes what its controller got
+        for conn in list(self.bumble.connections.values()):
+            await conn.disconnect()  # the central must reconnect and START again
 
     async def start(self) -> None:
         await self.bumble.power_on()
