@@ -100,8 +100,9 @@ def conditions(model: str, streams: list[str], quick: bool) -> list[Condition]:
     return out
 
 
-def held_out(model: str, data: Path | None, quick: bool) -> list[str]:
-    """The held-out nights of ``model``'s dataset (the first one with --quick)."""
+def held_out(model: str, data: Path | None, quick: bool, max_nights: int | None = None):
+    """The held-out nights of ``model``'s dataset (the first one with --quick, else the first
+    ``max_nights`` in name order)."""
     from training.splits import load as load_split
 
     root = data or _default_root()
@@ -117,7 +118,7 @@ def held_out(model: str, data: Path | None, quick: bool) -> list[str]:
             for p in (root / "sleep_edf" / "bandpower_features").glob("*.npz")
             if p.stem not in trained
         )
-    return nights[:1] if quick else nights
+    return nights[:1] if quick else nights[:max_nights]
 
 
 def _default_root() -> Path:
@@ -126,7 +127,9 @@ def _default_root() -> Path:
     return data_root()
 
 
-def stage_night(model: str, night: str, conds: list[Condition], data: str | None, max_s):
+def stage_night(
+    model: str, night: str, conds: list[Condition], data: str | None, max_s, manifest=None
+):
     """Per condition: (truth per epoch, staged per epoch, seconds taken) for one night. The
     night is resynthesised once, and framed once per clock drift and sensor set."""
     from edge.devices import load_device
@@ -165,7 +168,7 @@ def stage_night(model: str, night: str, conds: list[Condition], data: str | None
         down, every = cond.disconnect
         plan = FaultPlan(7, cond.loss, cond.duplicate, cond.reorder, 3, down, every)
         deliveries, _ = apply_faults(sent, plan)
-        session = _session(profile, model)
+        session = _session(profile, model, manifest)
         frames = [d.frame.data for d in deliveries]
         records = []
         for i in range(0, len(frames), 4096):
@@ -179,9 +182,10 @@ def stage_night(model: str, night: str, conds: list[Condition], data: str | None
     return out
 
 
-def _session(profile, model_name: str):
-    """The session ``edge-run`` builds for the bundled model (onnxruntime, fp32, one thread),
-    pushing a minute of samples at a time (any push size gives the same epochs)."""
+def _session(profile, model_name: str, manifest: str | None = None):
+    """The session ``edge-run`` builds for the bundled model (or ``manifest``; onnxruntime,
+    fp32, one thread), pushing a minute of samples at a time (any push size gives the same
+    epochs)."""
     from edge.cli import DEFAULT_MODEL, MODELS_DIR
     from edge.models import Manifest, load_epoch_model
     from edge.models.step_runner import load_step_model
@@ -189,7 +193,7 @@ def _session(profile, model_name: str):
     from edge.staging import EpochStager, FrameStager
 
     name = DEFAULT_MODEL[model_name]
-    manifest = MODELS_DIR / name / f"{name}.json"
+    manifest = Path(manifest) if manifest else MODELS_DIR / name / f"{name}.json"
 
     data = Manifest.load(manifest).data
     spec = profile.input(data["input_spec"])
@@ -205,8 +209,8 @@ def _session(profile, model_name: str):
 
 
 def _task(args):
-    model, night, conds, data, max_s = args
-    return model, night, stage_night(model, night, conds, data, max_s)
+    model, night, conds, data, max_s, manifest = args
+    return model, night, stage_night(model, night, conds, data, max_s, manifest)
 
 
 def _finite(v: float) -> float | None:
@@ -272,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", choices=sorted(DEVICE), default=["anne", "psg"])
     ap.add_argument("--jobs", type=int, default=1, help="nights × conditions staged at once")
     ap.add_argument("--plot", type=Path, help="write the loss-rate figure here (PNG)")
+    ap.add_argument("--max-nights", type=int, help="only the first N held-out nights per model")
+    ap.add_argument("--anne-model", help="an ANNE step-model manifest (default: the bundled one)")
     args = ap.parse_args(argv)
     from edge.devices import load_device
 
@@ -280,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     data = str(args.data) if args.data else None
     for model in args.models:
         conds = conditions(model, list(load_device(DEVICE[model]).streams), args.quick)
-        tasks += [(model, n, conds, data, max_s) for n in held_out(model, args.data, args.quick)]
+        nights = held_out(model, args.data, args.quick, args.max_nights)
+        manifest = args.anne_model if model == "anne" else None
+        tasks += [(model, n, conds, data, max_s, manifest) for n in nights]
     t0 = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:

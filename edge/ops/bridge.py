@@ -95,36 +95,50 @@ class GapBridge:
         # pattern before it, lie within 2·max_gap + 1 samples of it
         self._keep = 2 * self.max_gap + 1
         self._lead: tuple[int, ...] | None = None
-        self._hist: np.ndarray | None = None  # raw samples already emitted (the last _keep)
+        self._hist: list[np.ndarray] | None = None  # raw samples already emitted (≥ last _keep)
         self._pending: np.ndarray | None = None  # raw samples not yet emitted
         self._n_out = 0
         self._finished = False
         self.last_bridged = np.zeros((0,), dtype=bool)
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
+        """The samples now final (..., m); a chunk with no NaN while no gap is open comes back
+        as it is (the same array: do not modify a chunk after pushing it)."""
         check_finished(self._finished, "GapBridge")
         x = as_float_chunk(chunk, self._lead, "GapBridge")
         if self._lead is None:
             self._lead = x.shape[:-1]
-            self._hist = np.zeros((*self._lead, 0))
+            self._hist = [np.zeros((*self._lead, 0))]
             self._pending = np.zeros((*self._lead, 0))
         return self._emit(x, final=False)
 
+    def _remember(self, raw: np.ndarray) -> None:
+        """Keep the last ``_keep`` raw samples, as references to the chunks holding them."""
+        self._hist.append(raw)
+        total = sum(h.shape[-1] for h in self._hist)
+        while len(self._hist) > 1 and total - self._hist[0].shape[-1] >= self._keep:
+            total -= self._hist.pop(0).shape[-1]
+
+    def _history(self) -> np.ndarray:
+        hist = self._hist[0] if len(self._hist) == 1 else np.concatenate(self._hist, axis=-1)
+        return hist[..., max(0, hist.shape[-1] - self._keep) :]
+
     def _emit(self, x: np.ndarray, final: bool) -> np.ndarray:
         lead = self._lead
-        if not self._pending.shape[-1] and not np.isnan(x).any():  # the common case
-            out, bridged, raw = x.copy(), np.zeros(x.shape, dtype=bool), x
-            self._hist = np.concatenate((self._hist, x), axis=-1)[..., -self._keep :]
+        if not self._pending.shape[-1] and np.isfinite(x.sum()):  # the common case: no copy
+            out, bridged = x, np.zeros(x.shape, dtype=bool)
+            self._remember(x)
         else:
-            h = self._hist.shape[-1]
-            raw = np.concatenate((self._hist, self._pending, x), axis=-1)
+            hist = self._history()
+            h = hist.shape[-1]
+            raw = np.concatenate((hist, self._pending, x), axis=-1)
             flat = raw.reshape(int(np.prod(lead)), raw.shape[-1])
             filled, mask, undecided = bridge_rows(flat, self.max_gap, self.method, not final)
             cut = int(undecided.min()) if undecided.size else flat.shape[1]
             out = filled[:, h:cut].reshape(*lead, cut - h)
             bridged = mask[:, h:cut].reshape(*lead, cut - h)
-            self._hist = raw[..., max(0, cut - self._keep) : cut].copy()
-            self._pending = raw[..., cut:].copy()
+            self._hist = [raw[..., max(0, cut - self._keep) : cut]]
+            self._pending = raw[..., cut:]
         self._n_out += out.shape[-1]
         self.last_bridged = bridged
         return out
@@ -149,7 +163,7 @@ class GapBridge:
         return {
             "started": np.array(True),
             "lead": np.array(self._lead, dtype=np.int64),
-            "hist": self._hist.copy(),
+            "hist": self._history().copy(),
             "pending": self._pending.copy(),
             "n_out": np.array(self._n_out, dtype=np.int64),
         }
@@ -160,7 +174,7 @@ class GapBridge:
             self._n_out = 0
             return
         self._lead = tuple(int(v) for v in snapshot["lead"])
-        self._hist = np.asarray(snapshot["hist"], dtype=np.float64).reshape(*self._lead, -1)
+        self._hist = [np.array(snapshot["hist"], dtype=np.float64).reshape(*self._lead, -1)]
         self._pending = np.asarray(snapshot["pending"], dtype=np.float64).reshape(*self._lead, -1)
         self._n_out = int(snapshot["n_out"])
 
