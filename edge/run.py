@@ -5,7 +5,9 @@ Outputs in ``out``: ``epochs.jsonl`` and ``hypnogram.csv`` as the night goes, th
 the whole night) and ``run.json`` (counters) at the end. Every ``checkpoint_every`` epochs the
 session state, the source position and the output position go atomically into
 ``checkpoint.npz``; ``resume`` truncates the outputs back to that position and continues from
-there, so no epoch is written twice or lost.
+there, so no epoch is written twice or lost. A resume is refused (``CheckpointError``, one line)
+before any output changes: a checkpoint of other options, a damaged one, or epoch files shorter
+than the checkpoint's position (deleted or cut short under the engine).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from edge.sinks.epoch_log import EpochLog, read_records
 from edge.sinks.reports import write_reports
 
 CHECKPOINT = "checkpoint.npz"
+
+
+class OutputError(ValueError):
+    """The night's files cannot be written (disk full, a file deleted or cut short under the
+    engine): one line, exit 2; the last checkpoint is left intact."""
 
 
 @dataclass
@@ -59,19 +66,21 @@ class NightWriter:
         if not resume:
             for name in ("epochs.jsonl", "hypnogram.csv", CHECKPOINT):
                 (out / name).unlink(missing_ok=True)
-        self.log = EpochLog(out)
-        if resume:
+        else:  # everything is checked before a byte of the outputs changes
             arrays, meta = checkpoint.load(self.ck_path)
             if meta["config"] != config:
                 raise checkpoint.CheckpointError(
                     f"{self.ck_path} was written by another configuration ({meta['config']}); "
                     "rerun without --resume or with the same options"
                 )
-            self.log.truncate(meta["log"])
             session.restore(arrays)
+        self.log = EpochLog(out)
+        if resume:
+            self.log.truncate(meta["log"])
             self.source_position = meta["source_position"]
             self.resumed_at = meta["log"]["epochs"]
         self._next_ck = self.log.count + checkpoint_every
+        self.checkpointed: dict = meta["log"] if resume else {}
 
     def write(self, records: list, source_position=None) -> None:
         """Append ``records``; checkpoint when due (``source_position``: where a replay would
@@ -85,8 +94,37 @@ class NightWriter:
             self.log.sync()
             meta = {"config": self.config, "log": self.log.position()}
             meta["source_position"] = source_position
-            checkpoint.save(self.ck_path, self.session.snapshot(), meta)
+            self._check_log()
+            try:
+                checkpoint.save(self.ck_path, self.session.snapshot(), meta)
+            except OSError:
+                self.ck_path.with_name(self.ck_path.name + ".tmp").unlink(missing_ok=True)
+                raise
+            self.checkpointed = meta["log"]
             self._next_ck = self.log.count + self.checkpoint_every
+
+    def _check_log(self) -> None:
+        """``OutputError`` if an epoch file was deleted, replaced or cut below the last
+        checkpoint under the engine (a checkpoint then would resume onto damaged files)."""
+        for path, key in ((self.log.jsonl_path, "jsonl"), (self.log.csv_path, "csv")):
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise OutputError(f"{path} was deleted under the engine; rerun the night") from None
+            if size < self.checkpointed.get(key, 0):
+                raise OutputError(
+                    f"{path} was cut short under the engine ({size} bytes, the last checkpoint "
+                    f"had {self.checkpointed[key]}); rerun the night"
+                )
+
+    def describe_checkpoint(self) -> str:
+        """Where a --resume would continue from, for an error line."""
+        if not self.ck_path.exists():
+            return "no checkpoint yet: rerun without --resume"
+        return (
+            f"the last checkpoint (epoch {self.checkpointed.get('epochs', 0)}) is intact: "
+            "rerun with --resume"
+        )
 
     def write_tail(self, records: list) -> None:
         """The night's last records: no checkpoint (its files are complete next)."""
@@ -94,13 +132,22 @@ class NightWriter:
         self.write(records)
 
     def close(self) -> None:
-        self.log.close()
+        try:
+            self.log.close()
+        except OSError:
+            pass  # a full disk: the lines not written are after the last checkpoint
         if self.publisher is not None:
             self.publisher.close()
 
     def finish(self, t0: float, source_stats: dict) -> RunResult:
         """The night is complete: reports from the whole log, ``run.json``, no checkpoint."""
-        records = read_records(self.log.jsonl_path)
+        try:
+            records = read_records(self.log.jsonl_path)
+        except (OSError, ValueError) as exc:
+            raise OutputError(
+                f"{self.log.jsonl_path} was changed under the engine ({_brief(exc)}); "
+                "rerun the night"
+            ) from None
         stats = write_reports(records, self.out, list(self.session.stager.model.classes))
         self.ck_path.unlink(missing_ok=True)  # nothing left to resume
         result = RunResult(
@@ -155,10 +202,15 @@ def run_night(
     t0 = time.perf_counter()
 
     def emit(records, tail: bool = False) -> None:
-        if tail:
-            writer.write_tail(records)
-        else:
-            writer.write(records, getattr(source, "position", None))
+        try:
+            if tail:
+                writer.write_tail(records)
+            else:
+                writer.write(records, getattr(source, "position", None))
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {out}: {_brief(exc)}; {writer.describe_checkpoint()}"
+            ) from None
         if view is not None:
             view.update(records, session.counts(), session.model_seconds)
 
@@ -177,4 +229,17 @@ def run_night(
         if view is not None:
             view.close()
         source.close()
-    return writer.finish(t0, getattr(source, "stats", {}))
+    try:
+        return writer.finish(t0, getattr(source, "stats", {}))
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the reports in {out}: {_brief(exc)}; the epochs are complete in "
+            f"{writer.log.jsonl_path}"
+        ) from None
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception as a few words: the OS's reason, or its message's first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

@@ -33,6 +33,7 @@ from edge.devices.profile import DeviceProfile
 
 log = logging.getLogger("sleepedge.receiver")
 SEQ_MOD = 1 << 16
+MAX_TIME_NS = 1 << 62  # device times and clock offsets stay below this (int64 sums)
 
 
 @dataclass
@@ -299,9 +300,13 @@ class Receiver:
         error = abs(frame.t_device_ns - expected) / 1e9
         if error <= self.max_clock_error_s + 0.01 * abs(number - last[0]) * per_frame:
             return frame
-        if 0 < number - last[0] <= tracker.window:
-            step = int(round(expected)) - frame.t_device_ns
-            self._offset[frame.stream] = self._offset.get(frame.stream, 0) + step
+        step = int(round(expected)) - frame.t_device_ns
+        offset = self._offset.get(frame.stream, 0) + step
+        # a step is a clock that jumped: never a time beyond 2^62 ns (146 years; corrupt
+        # bytes), and never an offset that would leave the int64 range with the next frames
+        sane = 0 <= frame.t_device_ns - self._offset.get(frame.stream, 0) < MAX_TIME_NS
+        if 0 < number - last[0] <= tracker.window and sane and abs(offset) < MAX_TIME_NS:
+            self._offset[frame.stream] = offset
             self.clock_steps += 1
             log.warning("clock step: %s re-anchored by %.1f s", frame.stream, step / 1e9)
             return replace(frame, t_device_ns=frame.t_device_ns + step)
@@ -345,6 +350,8 @@ class Receiver:
             if name not in self.profile.streams:
                 raise ck.CheckpointError(f"checkpoint receiver: unknown stream {name!r}")
             offsets[name] = ck.expect(v, int, f"receiver clock_offset[{name!r}]")
+            if abs(offsets[name]) >= MAX_TIME_NS:
+                raise ck.CheckpointError(f"checkpoint receiver clock_offset[{name!r}] too large")
         steps = ck.expect(state.get("clock_steps", 0), int, "receiver clock_steps")
         self.rejected, self.trackers, self._last_t = rejected, trackers, last_t
         self._offset, self.clock_steps = offsets, steps

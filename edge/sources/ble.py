@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from edge.devices.codec import is_end
+from edge.devices.codec import Rejected, decode_end, is_end
 from edge.devices.profile import DeviceProfile
 from edge.sources.frame_queue import FrameQueue
 
@@ -148,7 +148,7 @@ class BleSource:
         self._last_frame = time.monotonic()
         before = self.stats["received"]
         self._queue.offer(bytes(data))
-        if is_end(data):  # counted apart, not as a received frame
+        if is_end(data) and not isinstance(decode_end(bytes(data)), Rejected):  # counted apart
             self.stats["received"] = before
             self.stats["end_of_session"] = self.stats.get("end_of_session", 0) + 1
             log.info("device ended its session: ending after the queue drains")

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from edge.devices.codec import is_end, unbundle, ungateway
+from edge.devices.codec import unbundle, ungateway
 from edge.devices.profile import DeviceProfile
 from edge.net.mqtt import BrokerAddress, connect
 from edge.sources.frame_queue import FrameQueue
@@ -58,6 +58,7 @@ class MqttSource:
         self._raw = profile.mqtt.topic("raw", device_id, "+")
         self._bundle = profile.mqtt.topic("bundle", device_id)
         self._status = profile.mqtt.topic("status", device_id)
+        self._end = profile.mqtt.topic("raw", device_id, "end")  # the end-of-session message
         self.engine_topic = profile.mqtt.topic("status", self._engine_id(device_id)) + "/engine"
         self._connects = 0
         topics = [(t, 1) for t in (self._raw, self._bundle, self._status, *self._more(profile))]
@@ -98,7 +99,7 @@ class MqttSource:
         if msg.topic == self._bundle:
             for frame in self._unbundle(msg.payload, msg.topic):
                 self._queue.offer(frame)
-        elif is_end(msg.payload):
+        elif msg.topic == self._end:
             self._offer_end(msg.payload)
         else:
             self._queue.offer(msg.payload)
@@ -169,6 +170,7 @@ class MqttFleetSource(MqttSource):
             else {}
         )
         self.max_batch = max_batch
+        self._profile_mqtt = profile.mqtt
         super().__init__(profile, broker, "+", **kw)
         self.description = f"MQTT {broker.host}:{broker.port} every device"
 
@@ -203,7 +205,7 @@ class MqttFleetSource(MqttSource):
                             len(entries))  # fmt: skip
             for device, payload in entries:
                 self._offer_bundle(device, payload, f"{msg.topic} for {device}")
-        elif is_end(msg.payload):
+        elif msg.topic == self._profile_mqtt.topic("raw", device_id, "end"):
             self._offer_end((device_id, msg.payload))
         else:
             self._queue.offer((device_id, msg.payload))
