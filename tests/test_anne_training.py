@@ -158,7 +158,13 @@ def test_walch_evaluation_json_on_a_folder_in_the_shared_layout(tmp_path):
         assert res["subjects"] == [split["subjects"]["test"][0]]  # the training subject is skipped
         assert res["split"] == "test"
         assert res["n_epochs"] == res["ceiling"]["n_epochs"] > 100  # the same epochs
-        assert {"full", "chest", "acc"} == set(res["ablations"])
+        assert {"full", "chest", "ecg", "acc", "ppg_acc"} == set(res["ablations"])
+        for name, ablation in res["ablations"].items():  # beside each, the model for it alone
+            alone = ablation["dedicated"]
+            assert KEYS <= set(alone) and alone["n_epochs"] == res["n_epochs"], name
+            assert ablation["kappa_minus_dedicated"] == pytest.approx(
+                ablation["kappa"] - alone["kappa"]
+            )
         assert KEYS <= set(res["bidirectional"])
         # every class count is staged by the bundled 5-class model, its stages relabelled;
         # its summed probabilities and the dedicated 3- and 4-class models on the same epochs

@@ -54,7 +54,7 @@ def trained_passes(run: Path) -> int:
     final = run / "final.pt"
     if not final.exists():
         return 0
-    return int(torch.load(final, weights_only=False)["epoch"])
+    return int(torch.load(final, weights_only=True)["epoch"])
 
 
 def fill_cache(args: argparse.Namespace) -> None:

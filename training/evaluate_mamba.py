@@ -140,7 +140,7 @@ def ceiling_staged(
 
 
 def load_weights(path: Path) -> tuple[MambaStager, FeatureStats]:
-    ck = torch.load(path, weights_only=False)
+    ck = torch.load(path, weights_only=True)
     cfg = ck["config"]
     model = MambaStager(n_classes=cfg["classes"], bidirectional=cfg["bidirectional"])
     model.load_state_dict(ck["model"])
@@ -158,7 +158,7 @@ def record_model(weights: Path, k: int) -> Path | None:
 
 
 def model_label(path: Path, k: int) -> str:
-    classes = torch.load(path, weights_only=False)["config"]["classes"]
+    classes = torch.load(path, weights_only=True)["config"]["classes"]
     relabelled = f", its stages relabelled {' | '.join(group_names(k))}" if classes != k else ""
     return f"{path.name}{relabelled}"
 

@@ -125,7 +125,7 @@ def train_ulw(args: argparse.Namespace) -> dict:
     state = {"epoch": 0, "best": -1.0, "history": []}
     last = out / "last.pt"
     if args.resume and last.exists():
-        ck = torch.load(last, weights_only=False)
+        ck = torch.load(last, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])

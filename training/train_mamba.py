@@ -325,7 +325,7 @@ def train_mamba(args: argparse.Namespace) -> dict:
     stats = FeatureStats.fit(train)
     init = None
     if args.init is not None:  # fine-tune: start from these weights, keep their statistics
-        init = torch.load(args.init, weights_only=False)
+        init = torch.load(args.init, weights_only=True)
         stats = FeatureStats.from_json(init["stats"])
     weights = class_weights(train, args.classes)
     sensors = SENSOR_SETS[args.sensors] if args.sensors else None
@@ -366,7 +366,7 @@ def train_mamba(args: argparse.Namespace) -> dict:
     state = {"epoch": 0, "best": -1.0, "history": []}
     last = out / "last.pt"
     if args.resume and last.exists():
-        ck = torch.load(last, weights_only=False)
+        ck = torch.load(last, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         crops.set_state(ck["crops"])
@@ -468,7 +468,7 @@ def train_mamba(args: argparse.Namespace) -> dict:
 
 
 def load_checkpoint(path: Path) -> tuple[MambaStager, FeatureStats, dict]:
-    ck = torch.load(path, weights_only=False)
+    ck = torch.load(path, weights_only=True)
     cfg = ck["config"]
     model = MambaStager(n_classes=cfg["classes"], bidirectional=cfg["bidirectional"])
     model.load_state_dict(ck["model"])

@@ -82,7 +82,7 @@ class ULWSleepNet(nn.Module):
     def from_checkpoint(cls, path) -> ULWSleepNet:
         """A model in eval mode with the weights of a training checkpoint (``{"model": …}``)."""
         model = cls(4)
-        model.load_state_dict(torch.load(path, weights_only=False)["model"])
+        model.load_state_dict(torch.load(path, weights_only=True)["model"])
         return model.eval()
 
     def predict(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
