@@ -239,6 +239,22 @@ def summarise(model: str, cond: str, truth: np.ndarray, staged: np.ndarray) -> d
     }
 
 
+def table(records: list[dict]) -> str:
+    """The records as a Markdown table (RESULTS.md)."""
+    rows = [
+        "| model | condition | epochs | unscored | kappa | balanced acc. | kappa − clean |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        k, b, c = r["kappa"], r["balanced_accuracy"], r["kappa_clean"]
+        rows.append(
+            f"| {r['model']} | {r['condition']} | {r['epochs']:,} | "
+            f"{100 * r['unscored_fraction']:.1f} % | "
+            + (" – | – | – |" if k is None else f"{k:.3f} | {b:.3f} | {k - (c or 0):+.3f} |")
+        )
+    return "\n".join(rows)
+
+
 def plot(records: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -258,7 +274,9 @@ def plot(records: list[dict], path: Path) -> None:
         xs = [100 * p for p, _ in pts]
         ax_k.plot(xs, [r["kappa"] or 0.0 for _, r in pts], marker="o", label=model)
         ax_u.plot(xs, [100 * r["unscored_fraction"] for _, r in pts], marker="o", label=model)
-    ax_k.set(xlabel="frames lost (%)", ylabel="Cohen's kappa", title="Agreement with PSG")
+    ax_k.set(
+        xlabel="frames lost (%)", ylabel="Cohen's kappa", title="Agreement with PSG", ylim=(0, 1)
+    )
     ax_u.set(xlabel="frames lost (%)", ylabel="epochs unscored (%)", title="Unscored epochs")
     for ax in (ax_k, ax_u):
         ax.grid(alpha=0.3)
@@ -278,7 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="write the loss-rate figure here (PNG)")
     ap.add_argument("--max-nights", type=int, help="only the first N held-out nights per model")
     ap.add_argument("--anne-model", help="an ANNE step-model manifest (default: the bundled one)")
+    ap.add_argument(
+        "--records",
+        type=Path,
+        nargs="+",
+        help="print (and --plot) the records of earlier --json runs instead of running",
+    )
     args = ap.parse_args(argv)
+    if args.records:
+        records = [r for f in args.records for r in json.loads(f.read_text(encoding="utf-8"))]
+        if args.plot:
+            plot(records, args.plot)
+        print(json.dumps(records, indent=1) if args.json else table(records))
+        return 0
     from edge.devices import load_device
 
     max_s = 1200.0 if args.quick else None
@@ -314,13 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     spent = time.perf_counter() - t0
     print(f"{machine_info()['cpu']}: {len(tasks)} nights, every condition, in {spent:.0f} s")
-    for r in records:
-        kappa = "   -  " if r["kappa"] is None else f"{r['kappa']:6.3f}"
-        print(
-            f"{r['model']:13} {r['condition']:22} epochs {r['epochs']:6d} unscored "
-            f"{100 * r['unscored_fraction']:5.1f} % kappa {kappa} "
-            f"(clean {r['kappa_clean'] or 0:.3f})"
-        )
+    print(table(records))
     return 0
 
 
