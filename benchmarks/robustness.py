@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="write the loss-rate figure here (PNG)")
     ap.add_argument("--max-nights", type=int, help="only the first N held-out nights per model")
     ap.add_argument("--anne-model", help="an ANNE step-model manifest (default: the bundled one)")
+    ap.add_argument("--only", nargs="+", help="only these conditions (names as printed)")
     ap.add_argument(
         "--records",
         type=Path,
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     data = str(args.data) if args.data else None
     for model in args.models:
         conds = conditions(model, list(load_device(DEVICE[model]).streams), args.quick)
+        if args.only:
+            conds = [c for c in conds if c.name in args.only or c.name == "clean"]
         nights = held_out(model, args.data, args.quick, args.max_nights)
         manifest = args.anne_model if model == "anne" else None
         tasks += [(model, n, conds, data, max_s, manifest) for n in nights]
