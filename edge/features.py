@@ -68,11 +68,9 @@ class BridgeTally:
             return
         last = (first_sample + mask.shape[-1] - 1) // self.per_bin
         b0 = first_sample // self.per_bin
-        bins = (first_sample + np.arange(mask.shape[-1])) // self.per_bin - b0
-        counts = np.zeros((*mask.shape[:-1], last - b0 + 1))
-        rows = counts.reshape(-1, counts.shape[-1])
-        for r, m in zip(rows, mask.reshape(-1, mask.shape[-1]), strict=True):
-            r += np.bincount(bins[m], minlength=r.size)
+        bins = (first_sample + np.arange(mask.shape[-1])) // self.per_bin
+        starts = np.flatnonzero(np.diff(bins, prepend=bins[0] - 1))  # each bin's first sample
+        counts = np.add.reduceat(mask.astype(np.float64), starts, axis=-1)  # (..., bins)
         self._grow(mask.shape[:-1], last + 1)
         self._counts[..., b0 - self._first : last + 1 - self._first] += counts
 
