@@ -238,4 +238,7 @@ def run_fleet(source, fleet: Fleet, report_every_s: float = 10.0, echo=print) ->
             fleet.close()
         finally:
             source.close()
+            stats = getattr(source, "stats", {})
+            if stats:  # the engine's queue drops and reconnects belong to no one device
+                echo("edge-run: source " + ", ".join(f"{k} {v:,}" for k, v in stats.items()))
     return fleet.stats

@@ -103,7 +103,7 @@ def make_pki(folder: Path, hosts: tuple[str, ...] = ("localhost",), name: str = 
 # Per-client queue on the broker. mosquitto acknowledges a QoS 1 message on receipt and drops
 # what exceeds a subscriber's queue (default 1,000): measured here, a --speed max replay
 # publishes ~3,500 frames/s and one engine takes ~2,400/s, so an 8-h ANNE night (513,600
-# frames) leaves a backlog of up to ~170,000, and 200 devices bundled every 0.25 s send 800
+# frames) leaves a backlog of up to ~155,000, and 200 devices bundled every 0.25 s send 800
 # messages/s (20 minutes of an engine away: ~1,000,000). 0 (no limit) breaks ACLs in mosquitto
 # 2.0: a denied publish then ends the connection (its PUBACK counts as over the limit).
 NIGHT_QUEUE = 1_000_000

@@ -57,3 +57,26 @@ def test_throughput_benchmark_quick_json():
     (live,) = r["live"]["levels"]  # two gateway devices through mosquitto into one engine
     assert live["devices"] == 2 and live["epochs_missing"] == 0 and live["epochs_timed"] == 2
     assert 0.4 < live["delay_p50_s"] < 30  # at least the PPG frame's 0.5 s, never lost
+
+
+def test_reliability_benchmark_quick_json():
+    records = run_json("benchmarks/reliability.py", "--quick", "--json", module=False, timeout=300)
+    keys = {
+        "scenario",
+        "devices",
+        "hours",
+        "faults",
+        "frames_sent",
+        "frames_lost_unexpected",
+        "epochs_expected",
+        "epochs_written",
+        "epochs_doubled",
+        "peak_rss_mb",
+        "outcome",
+    }
+    assert [r["scenario"] for r in records] == ["fuzz", "soak", "file_deleted"]
+    assert all(keys <= set(r) and r["outcome"] == "pass" for r in records), records
+    fuzz, soak, _ = records
+    assert fuzz["frames_sent"] >= 20_000 and fuzz["exceptions_escaped"] == 0
+    assert fuzz["rejected_by_reason"]["absurd timestamp"] > 0
+    assert soak["epochs_written"] == soak["epochs_expected"] > 0 and soak["epochs_doubled"] == 0

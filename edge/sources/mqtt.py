@@ -121,6 +121,9 @@ class MqttSource:
         return frames
 
     def _idle(self) -> bool:
+        if not self.client.is_connected():  # a broker away is not an idle night
+            self._last_frame = time.monotonic()
+            return False
         if self.idle_exit_s and self.stats["received"]:
             if time.monotonic() - self._last_frame > self.idle_exit_s:
                 log.info("no frame for %.0f s: ending", self.idle_exit_s)
@@ -131,6 +134,7 @@ class MqttSource:
         while True:
             data = self._queue.get(timeout=self._quiet_s if self._ended.is_set() else 0.2)
             if data is not None:
+                self._last_frame = time.monotonic()  # idle counts from the last frame handled
                 yield data
             elif self._ended.is_set() or self._idle():
                 return
@@ -222,6 +226,9 @@ class MqttFleetSource(MqttSource):
                 if self._idle():
                     return
                 continue
+            # idle counts from the last frame handled, not received: a backlog worked off
+            # for longer than idle_exit_s (a broker restart pausing it) is not an idle night
+            self._last_frame = time.monotonic()
             items = [first, *self._queue.get_nowait_many(self.max_batch - 1)]
             batch: list[tuple[str, bytes | None]] = []
             for device_id, data in items:
