@@ -20,6 +20,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 import pytest  # noqa: E402
 
+from tests.commands import wait_for_port  # noqa: E402
+
 
 @pytest.fixture
 def broker(tmp_path):
@@ -35,10 +37,8 @@ def broker(tmp_path):
 def linked_controllers():
     """Two Bumble virtual controllers linked in another process, each on a TCP port: a
     peripheral on one and a central on the other talk over a real BLE host stack."""
-    import socket
     import subprocess
     import sys
-    import time
 
     from tests.mosquitto import free_port
 
@@ -54,14 +54,7 @@ def linked_controllers():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", p2), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "bumble controllers did not start"
-            time.sleep(0.1)
+    wait_for_port(p2, "bumble controllers")
     yield p1, p2
     proc.terminate()
     proc.wait(10)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from edge.devices.codec import Rejected, SessionEnd, decode_end, encode_end, is_
 from edge.session import Session
 from firmware_sim.device import VirtualDevice
 from firmware_sim.sources import synth_night
-from tests.commands import run, spawn
+from tests.commands import run, spawn, wait_for_port
 from tests.mosquitto import free_port
 
 ANNE = load_device("anne")
@@ -127,14 +126,7 @@ def stallable_controllers():
          f"tcp-server:127.0.0.1:{p1}", f"tcp-server:127.0.0.1:{p2}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", p2), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "bumble controllers did not start"
-            time.sleep(0.1)
+    wait_for_port(p2, "bumble controllers")
     yield proc, p1, p2
     os.kill(proc.pid, signal.SIGCONT)
     proc.terminate()
