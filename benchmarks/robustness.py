@@ -57,16 +57,6 @@ class Condition:
     drift_ppm: float = 0.0
     off: tuple[str, ...] = field(default=())  # streams off all night
 
-    @property
-    def link(self) -> dict:
-        return {
-            "loss": self.loss,
-            "duplicate": self.duplicate,
-            "reorder": self.reorder,
-            "disconnect": list(self.disconnect),
-            "drift_ppm": self.drift_ppm,
-        }
-
 
 def conditions(model: str, streams: list[str], quick: bool) -> list[Condition]:
     if quick:
