@@ -1,6 +1,7 @@
 """Which gap-bridging method keeps the features closest to the clean ones (DESIGN §7).
 
     python benchmarks/bridge.py [--quick] [--json] [--loss 0.05 0.2]
+    python benchmarks/bridge.py --attribution [--quick] [--json] [--loss 0.05]
 
 Frames are dropped at random (each stream's own frame size, seeded) from resynthesised nights of
 *validation* subjects (never the test split): an ANNE night (Walch) and a PSG night (Sleep-EDF).
@@ -34,6 +35,7 @@ from firmware_sim.faults import drop_frames  # noqa: E402
 
 METHODS = ("none", "linear", "pattern")
 ANNE_SUBJECT, PSG_NIGHT = "1818471", "SC4081"  # validation split (training/splits)
+VALIDATION_SUBJECTS = ("1818471", "5498603", "6220552")
 BANDS = ((0.5, 4), (4, 8), (8, 12), (12, 16), (16, 30))
 
 
@@ -92,6 +94,81 @@ def anne(hours: float, losses: list[float], seed: int) -> list[dict]:
                         "rmse_z": float(np.sqrt(np.mean(err**2))) if err.size else 0.0,
                     }
                 )
+    return rows
+
+
+def attribution(subjects: list[str], hours: float | None, loss: float, seed: int) -> list[dict]:
+    """Kappa of the bundled ANNE model with the loss confined to one stream at a time."""
+    from sklearn.metrics import cohen_kappa_score
+
+    from edge.cli import MODELS_DIR
+    from edge.models.mamba_numpy import NumpyMamba
+    from edge.models.manifest import Manifest
+    from firmware_sim.resynth import walch_night
+
+    folder = MODELS_DIR / "mamba_anne"
+    norm = Manifest.load(folder / "mamba_anne.json").data["normalisation"]
+    mean, std = np.asarray(norm["mean"]), np.asarray(norm["std"])
+    model = NumpyMamba.load(folder / "mamba_anne_weights.npz")
+    profile = load_device("anne")
+    spec = profile.input("mamba")
+    cols = spec.stream_columns()
+
+    def stages(feats: np.ndarray) -> np.ndarray:
+        z = (feats.T - mean) / std
+        logits, _, _ = model.sequence(np.where(np.isfinite(z), z, 0.0), *model.initial_state(1))
+        n = len(logits) // 30
+        return logits[: n * 30].reshape(n, 30, -1).mean(axis=1).argmax(axis=1)
+
+    def with_acc(method: str) -> np.ndarray:
+        feats = tuple(
+            dataclasses.replace(f, steps=with_method(f.steps, method))
+            for f in spec.features
+            if f.stream.name == "acc"
+        )
+        return reference_frame_features(dataclasses.replace(spec, features=feats), signals)
+
+    pooled: dict[str, tuple[list, list, list]] = {}
+    for subject in subjects:
+        night = walch_night(subject, seed, max_epochs=int(hours * 120) if hours else None)
+        rec, labels = night.recording, night.stages
+        clean = reference_frame_features(spec, rec.signals, rec.times)
+        signals, _ = drop_frames(rec.signals, profile, loss, np.random.default_rng(seed))
+        lossy = reference_frame_features(spec, signals, rec.times)
+        n = min(clean.shape[-1], lossy.shape[-1])
+        clean, lossy = clean[:, :n], lossy[:, :n]
+        variants = {"clean": clean, "every stream lossy (linear)": lossy}
+        for stream in ("ecg", "ppg", "acc"):
+            mixed = clean.copy()
+            mixed[cols[stream]] = lossy[cols[stream]]
+            variants[f"only {stream} lossy (linear)"] = mixed
+        for method in ("pattern", "none"):
+            mixed = clean.copy()
+            mixed[cols["acc"]] = with_acc(method)[:, :n]
+            variants[f"only acc lossy ({method})"] = mixed
+        reference = stages(clean)
+        for name, feats in variants.items():
+            got = stages(feats)
+            m = min(len(got), len(labels))
+            keep = labels[:m] >= 0
+            pooled.setdefault(name, ([], [], []))
+            pooled[name][0].append(labels[:m][keep])
+            pooled[name][1].append(got[:m][keep])
+            pooled[name][2].append(reference[:m][keep])
+    rows = []
+    for name, (truth, got, ref) in pooled.items():
+        y, p, r = np.concatenate(truth), np.concatenate(got), np.concatenate(ref)
+        rows.append(
+            {
+                "dataset": "anne",
+                "subjects": subjects,
+                "loss": loss,
+                "condition": name,
+                "epochs": int(y.size),
+                "kappa": float(cohen_kappa_score(y, p)),
+                "agreement_with_clean": float(np.mean(p == r)),
+            }
+        )
     return rows
 
 
@@ -155,7 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--loss", type=float, nargs="+", default=[0.05, 0.2])
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--attribution",
+        action="store_true",
+        help="kappa of the ANNE model with the loss in one stream at a time (whole "
+        "validation nights; --quick: one subject's first hour)",
+    )
     args = ap.parse_args(argv)
+    if args.attribution:
+        subjects = [ANNE_SUBJECT] if args.quick else list(VALIDATION_SUBJECTS)
+        rows = attribution(subjects, 1.0 if args.quick else None, args.loss[0], args.seed)
+        if args.json:
+            print(json.dumps({"machine": machine_info(), "rows": rows}, indent=1))
+        else:
+            for r in rows:
+                print(f"{r['condition']:32} kappa {r['kappa']:.3f} ({r['epochs']} epochs)")
+        return 0
     hours = 1 / 6 if args.quick else args.hours
     rows = anne(hours, args.loss, args.seed) + psg(hours, args.loss, args.seed)
     doc = {"machine": machine_info(), "hours": hours, "rows": rows}

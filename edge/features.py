@@ -118,8 +118,8 @@ def _tally_bridged(tally: BridgeTally, op: GapBridge | GridResampler, offset: in
     """Count what ``op`` bridged in its last output (any axis of a sample counts)."""
     if isinstance(op, GridResampler):
         mask = op.last_flags == BRIDGED  # (n,): one flag per grid point, all rows
-    elif op.last_bridged.ndim < 2:
-        return  # nothing was ever pushed
+    elif not op.bridged_any:
+        return  # a clean output (the common case), or nothing pushed yet: nothing to count
     else:
         mask = op.last_bridged.any(axis=-2)  # (..., axes, m) -> (..., m)
     tally.add(mask, offset + op.n_out - mask.shape[-1])

@@ -34,3 +34,25 @@ def test_bridge_benchmark_quick_json():
     for r in psg:
         if r["method"] == "linear":
             assert r["missing_after"] < none[r["stream"], r["loss"]]
+
+
+def test_bridge_attribution_quick_json():
+    """Loss confined to one stream at a time: every condition on the same epochs, the clean
+    run agrees with itself, and ACC without a bridge (a NaN resets its filters) changes stages."""
+    doc = run_json(
+        "benchmarks/bridge.py", "--attribution", "--quick", "--json", module=False, timeout=300
+    )
+    by = {r["condition"]: r for r in doc["rows"]}
+    assert set(by) == {
+        "clean",
+        "every stream lossy (linear)",
+        "only ecg lossy (linear)",
+        "only ppg lossy (linear)",
+        "only acc lossy (linear)",
+        "only acc lossy (pattern)",
+        "only acc lossy (none)",
+    }
+    assert len({r["epochs"] for r in by.values()}) == 1 and by["clean"]["epochs"] == 120
+    assert by["clean"]["agreement_with_clean"] == 1.0
+    assert by["only acc lossy (none)"]["agreement_with_clean"] < 1.0
+    assert all(-1.0 <= r["kappa"] <= 1.0 for r in by.values())

@@ -96,10 +96,24 @@ class GapBridge:
         self._keep = 2 * self.max_gap + 1
         self._lead: tuple[int, ...] | None = None
         self._hist: list[np.ndarray] | None = None  # raw samples already emitted (≥ last _keep)
+        self._hist_len = 0  # samples in _hist
         self._pending: np.ndarray | None = None  # raw samples not yet emitted
         self._n_out = 0
         self._finished = False
-        self.last_bridged = np.zeros((0,), dtype=bool)
+        self._last_bridged: np.ndarray | None = np.zeros((0,), dtype=bool)
+        self._last_shape: tuple[int, ...] = (0,)
+
+    @property
+    def last_bridged(self) -> np.ndarray:
+        """Which samples of the last output were bridged (same shape as it)."""
+        if self._last_bridged is None:  # a clean chunk: the mask is made only when asked for
+            self._last_bridged = np.zeros(self._last_shape, dtype=bool)
+        return self._last_bridged
+
+    @property
+    def bridged_any(self) -> bool:
+        """Whether any sample of the last output was bridged (cheap: no mask is built)."""
+        return self._last_bridged is not None and bool(self._last_bridged.any())
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """The samples now final (..., m); a chunk with no NaN while no gap is open comes back
@@ -108,16 +122,16 @@ class GapBridge:
         x = as_float_chunk(chunk, self._lead, "GapBridge")
         if self._lead is None:
             self._lead = x.shape[:-1]
-            self._hist = [np.zeros((*self._lead, 0))]
+            self._hist, self._hist_len = [np.zeros((*self._lead, 0))], 0
             self._pending = np.zeros((*self._lead, 0))
         return self._emit(x, final=False)
 
     def _remember(self, raw: np.ndarray) -> None:
         """Keep the last ``_keep`` raw samples, as references to the chunks holding them."""
         self._hist.append(raw)
-        total = sum(h.shape[-1] for h in self._hist)
-        while len(self._hist) > 1 and total - self._hist[0].shape[-1] >= self._keep:
-            total -= self._hist.pop(0).shape[-1]
+        self._hist_len += raw.shape[-1]
+        while len(self._hist) > 1 and self._hist_len - self._hist[0].shape[-1] >= self._keep:
+            self._hist_len -= self._hist.pop(0).shape[-1]
 
     def _history(self) -> np.ndarray:
         hist = self._hist[0] if len(self._hist) == 1 else np.concatenate(self._hist, axis=-1)
@@ -126,21 +140,23 @@ class GapBridge:
     def _emit(self, x: np.ndarray, final: bool) -> np.ndarray:
         lead = self._lead
         if not self._pending.shape[-1] and np.isfinite(x.sum()):  # the common case: no copy
-            out, bridged = x, np.zeros(x.shape, dtype=bool)
             self._remember(x)
-        else:
-            hist = self._history()
-            h = hist.shape[-1]
-            raw = np.concatenate((hist, self._pending, x), axis=-1)
-            flat = raw.reshape(int(np.prod(lead)), raw.shape[-1])
-            filled, mask, undecided = bridge_rows(flat, self.max_gap, self.method, not final)
-            cut = int(undecided.min()) if undecided.size else flat.shape[1]
-            out = filled[:, h:cut].reshape(*lead, cut - h)
-            bridged = mask[:, h:cut].reshape(*lead, cut - h)
-            self._hist = [raw[..., max(0, cut - self._keep) : cut]]
-            self._pending = raw[..., cut:]
+            self._n_out += x.shape[-1]
+            self._last_bridged, self._last_shape = None, x.shape
+            return x
+        hist = self._history()
+        h = hist.shape[-1]
+        raw = np.concatenate((hist, self._pending, x), axis=-1)
+        flat = raw.reshape(int(np.prod(lead)), raw.shape[-1])
+        filled, mask, undecided = bridge_rows(flat, self.max_gap, self.method, not final)
+        cut = int(undecided.min()) if undecided.size else flat.shape[1]
+        out = filled[:, h:cut].reshape(*lead, cut - h)
+        bridged = mask[:, h:cut].reshape(*lead, cut - h)
+        kept = raw[..., max(0, cut - self._keep) : cut]
+        self._hist, self._hist_len = [kept], kept.shape[-1]
+        self._pending = raw[..., cut:]
         self._n_out += out.shape[-1]
-        self.last_bridged = bridged
+        self._last_bridged, self._last_shape = bridged, bridged.shape
         return out
 
     def flush(self) -> np.ndarray:
@@ -148,7 +164,7 @@ class GapBridge:
         check_finished(self._finished, "GapBridge")
         self._finished = True
         if self._lead is None:
-            self.last_bridged = np.zeros((0,), dtype=bool)
+            self._last_bridged = np.zeros((0,), dtype=bool)
             return np.zeros((0,))
         return self._emit(np.zeros((*self._lead, 0)), final=True)
 
@@ -175,6 +191,7 @@ class GapBridge:
             return
         self._lead = tuple(int(v) for v in snapshot["lead"])
         self._hist = [np.array(snapshot["hist"], dtype=np.float64).reshape(*self._lead, -1)]
+        self._hist_len = self._hist[0].shape[-1]
         self._pending = np.asarray(snapshot["pending"], dtype=np.float64).reshape(*self._lead, -1)
         self._n_out = int(snapshot["n_out"])
 
