@@ -1,7 +1,8 @@
 """Evaluation: ``python -m training.evaluate --model ulw --dataset sleep-edf|dreams --data DIR``
 and ``--model mamba --dataset walch`` (``training/evaluate_mamba.py``: 3/4/5 classes, ablations,
 causal vs bidirectional, ceiling; ``--json`` prints one object keyed "3", "4", "5"), and
-``--model mamba --dataset mmash`` (``training/evaluate_wake_sleep.py``: wake/sleep on held-out
+``--model lifelog --dataset pmdata`` (``training/lifelog/evaluate.py``: day-level sleep-quality,
+mood, stress and sleep-metric targets beside baselines), ``--model mamba --dataset mmash`` (``training/evaluate_wake_sleep.py``: wake/sleep on held-out
 MMASH users against their actigraphy sleep periods, beside a ceiling; same keys).
 
 DIR has the layout of the matching folder of ../shared/data, so any night in that layout can be
@@ -162,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training.evaluate", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--model", choices=["ulw", "mamba"], required=True)
-    ap.add_argument("--dataset", choices=["sleep-edf", "dreams", "walch", "mmash"], required=True)
+    ap.add_argument("--model", choices=["ulw", "mamba", "lifelog"], required=True)
+    ap.add_argument(
+        "--dataset", choices=["sleep-edf", "dreams", "walch", "mmash", "pmdata"], required=True
+    )
     ap.add_argument("--data", type=Path, default=data_root())
     ap.add_argument("--checkpoint", type=Path, default=Path("runs/ulw/best.pt"))
     ap.add_argument(
@@ -194,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.model == "lifelog":  # day-level targets: training/lifelog/evaluate.py
+        from training.lifelog.evaluate import main as lifelog_main
+
+        args.lifelog_data = None if args.data == data_root() else args.data
+        return lifelog_main(args)
     if (args.model == "mamba") != (args.dataset in ("walch", "mmash")):
         ap.error("--model mamba goes with --dataset walch or mmash; ulw with sleep-edf or dreams")
     if args.dataset == "mmash" and args.manifest is not None:
