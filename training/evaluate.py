@@ -2,7 +2,8 @@
 and ``--model mamba --dataset walch`` (``training/evaluate_mamba.py``: 3/4/5 classes, ablations,
 causal vs bidirectional, ceiling; ``--json`` prints one object keyed "3", "4", "5"), and
 ``--model lifelog --dataset pmdata`` (``training/lifelog/evaluate.py``: day-level sleep-quality,
-mood, stress and sleep-metric targets beside baselines), ``--model mamba --dataset mmash`` (``training/evaluate_wake_sleep.py``: wake/sleep on held-out
+mood, stress and sleep-metric targets beside baselines), ``--model mamba --dataset mmash``
+(``training/evaluate_wake_sleep.py``: wake/sleep on held-out
 MMASH users against their actigraphy sleep periods, beside a ceiling; same keys).
 
 DIR has the layout of the matching folder of ../shared/data, so any night in that layout can be

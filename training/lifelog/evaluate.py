@@ -92,7 +92,7 @@ def evaluate(
         entry["positive_rate"] = float(np.nanmean(y_ev[:, j])) if len(held) else float("nan")
         out["targets"][t] = entry
     lead = model_name if model_probs is not None else "gradient_boosting"
-    for t, entry in out["targets"].items():
+    for entry in out["targets"].values():
         entry.update({k: entry["all"][lead][k] for k in ("macro_f1", "ci", "balanced_accuracy")})
         entry["baselines"] = {n: s["macro_f1"] for n, s in entry["all"].items() if n != lead}
     sr = [targets.TARGETS.index(q) for q in targets.SELF_REPORTS]
@@ -175,7 +175,8 @@ def main(args) -> int:
     print(f"{'target':8s}" + "".join(f"{n:>26s}" for n in names))
     for t, e in result["targets"].items():
         cells = "".join(
-            f"{e['all'][n]['macro_f1']:>12.3f} [{e['all'][n]['ci'][0]:.2f},{e['all'][n]['ci'][1]:.2f}]"
+            f"{e['all'][n]['macro_f1']:>12.3f} [{e['all'][n]['ci'][0]:.2f},"
+            f"{e['all'][n]['ci'][1]:.2f}]"
             for n in names
         )
         print(f"{t:8s}{cells}   {e['description']}")
