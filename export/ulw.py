@@ -5,17 +5,19 @@ external_data=False)``, dynamic batch, input ``epochs`` [B, 4, 3000] in physical
 ``logits`` [B, 5]) and ``ulw_sleepnet.json``, the manifest the runtime checks before loading:
 sha256 and size of every file, inputs, outputs, classes, parameters, MACs, and whatever the
 training and evaluation summaries given say about data and metrics. Parity with torch is checked
-on export (max |Δ logits| recorded in the manifest). ONNX int8 is static QDQ (``export.quantize``),
-TFLite fp32 and int8 come from litert-torch (``export.tflite``), the native kernel's packed
-fp32 weights from ``export.ulw_native``; parity and int8 agreement on the calibration epochs are
-recorded in the manifest (held-out agreement: ``training.evaluate``).
+on export (max |Δ logits| recorded in the manifest). TFLite fp32 comes from litert-torch
+(``export.tflite``), the native kernel's packed fp32 and int8 weights from
+``export.ulw_native``, ONNX int8 (per-epoch activation scales in the graph) from those int8
+weights (``export.ulw_onnx_int8``). The static int8 files (ONNX QDQ, ``export.quantize``; TFLite
+PT2E) are written as research exports (``research_*_int8_static``): they lose accuracy on
+held-out nights and are never served. Last, ``export.verify_ulw`` measures every variant's
+agreement with fp32 on held-out nights into the manifest, which the runtime's gate reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import sys
 import warnings
@@ -24,14 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.quantize import quantize_int8, realistic_calibration
+from export.quantize import quantize_int8
+from export.ulw_files import NAME, default_calibration, file_entry
 from training.models.ulw_sleepnet import CLASSES, ULWSleepNet, count_macs, count_parameters
-
-NAME = "ulw_sleepnet"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export_onnx(model: ULWSleepNet, path: Path) -> None:
@@ -67,10 +64,6 @@ def prescaled(model: ULWSleepNet) -> tuple[ULWSleepNet, np.ndarray]:
     return core, scale
 
 
-def _file_entry(path: Path) -> dict:
-    return {"path": path.name, "sha256": sha256(path), "bytes": path.stat().st_size}
-
-
 def _logits(path: Path, x: np.ndarray) -> np.ndarray:
     """Logits of an exported file through the edge runtime (the code that will run it)."""
     from edge.models.runner import LiteRTEpochModel, OnnxEpochModel
@@ -80,16 +73,6 @@ def _logits(path: Path, x: np.ndarray) -> np.ndarray:
     return OnnxEpochModel(path, "epochs", "logits").predict(x)
 
 
-def default_calibration(nights: int = 2, seed: int = 0) -> np.ndarray:
-    """Deployment-like epochs: the first training nights, resynthesised, artefacts added."""
-    from training.data.psg import resynth_sleep_edf
-    from training.splits import load as load_split
-
-    names = load_split("sleep-edf")["nights"]["train"][:nights]
-    epochs = np.concatenate([resynth_sleep_edf(n, seed).x for n in names])
-    return realistic_calibration(epochs, n=256, seed=seed)
-
-
 def export_ulw(
     checkpoint: Path,
     out: Path,
@@ -97,12 +80,19 @@ def export_ulw(
     evaluation: Path | None = None,
     calibration: np.ndarray | None = None,
     tflite: bool = True,
+    heldout_nights: int | None = None,
+    heldout_epochs: int | None = None,
 ) -> dict:
-    """ONNX fp32 + int8 (and TFLite fp32 + int8 when ``tflite``) and the manifest."""
+    """ONNX fp32 + int8, native fp32 + int8 (and TFLite fp32 when ``tflite``), the static int8
+    research exports, and the manifest with every variant's held-out agreement (on the first
+    ``heldout_nights`` test-split nights, ``heldout_epochs`` each; default all)."""
     out.mkdir(parents=True, exist_ok=True)
     model = ULWSleepNet.from_checkpoint(checkpoint)
     calib = default_calibration() if calibration is None else calibration
-    files = {"onnx_fp32": out / f"{NAME}_fp32.onnx", "onnx_int8": out / f"{NAME}_int8.onnx"}
+    files = {
+        "onnx_fp32": out / f"{NAME}_fp32.onnx",
+        "research_onnx_int8_static": out / f"{NAME}_research_int8_static.onnx",
+    }
     export_onnx(model, files["onnx_fp32"])
     # int8 models take channel-normalised input (the runtime multiplies by input_scale first):
     # one per-tensor int8 input scale cannot serve EEG (~30 uV) and EMG (~1 uV) together
@@ -110,33 +100,36 @@ def export_ulw(
     calib_scaled = calib * scale[None, :, None]
     core_onnx = out / f"{NAME}_core.tmp.onnx"
     export_onnx(core, core_onnx)
-    quantize_int8(core_onnx, files["onnx_int8"], calib_scaled)
+    quantize_int8(core_onnx, files["research_onnx_int8_static"], calib_scaled)
     core_onnx.unlink()
     parity = {"onnx_fp32_vs_torch_max_abs_logit": onnx_parity(model, files["onnx_fp32"])}
     probe, probe_scaled = calib[:64], calib_scaled[:64]
     with torch.no_grad():
         fp32 = model(torch.from_numpy(probe)).numpy()
-    parity["onnx_int8_agreement_on_calibration"] = _agreement(
-        _logits(files["onnx_int8"], probe_scaled), fp32
+    parity["research_onnx_int8_static_agreement_on_calibration"] = _agreement(
+        _logits(files["research_onnx_int8_static"], probe_scaled), fp32
     )
     if tflite:
         from export.tflite import export_tflite_fp32, export_tflite_int8
 
         example = torch.from_numpy(calib[:1])
         files["tflite_fp32"] = export_tflite_fp32(model, out / f"{NAME}_fp32.tflite", example)
-        files["tflite_int8"] = export_tflite_int8(
-            core, out / f"{NAME}_int8.tflite", torch.from_numpy(calib_scaled[:1]), calib_scaled
+        files["research_tflite_int8_static"] = export_tflite_int8(
+            core,
+            out / f"{NAME}_research_int8_static.tflite",
+            torch.from_numpy(calib_scaled[:1]),
+            calib_scaled,
         )
         parity["tflite_fp32_vs_onnx_fp32_max_abs_logit"] = float(
             np.abs(_logits(files["tflite_fp32"], probe) - _logits(files["onnx_fp32"], probe)).max()
         )
-        parity["tflite_int8_agreement_on_calibration"] = _agreement(
-            _logits(files["tflite_int8"], probe_scaled), fp32
+        parity["research_tflite_int8_static_agreement_on_calibration"] = _agreement(
+            _logits(files["research_tflite_int8_static"], probe_scaled), fp32
         )
     files["torch_checkpoint"] = out / f"{NAME}.pt"  # the weights, for parity and baselines
     torch.save({"model": model.state_dict()}, files["torch_checkpoint"])
-    entries = {k: _file_entry(v) for k, v in files.items()}
-    for k in ("onnx_int8", "tflite_int8"):
+    entries = {k: file_entry(v) for k, v in files.items()}
+    for k in ("research_onnx_int8_static", "research_tflite_int8_static"):
         if k in entries:
             entries[k]["input_scale"] = [float(v) for v in scale]
     manifest = {
@@ -171,8 +164,13 @@ def export_ulw(
         manifest["metrics"] = json.loads(evaluation.read_text())
     (out / f"{NAME}.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     from export.ulw_native import add_native
+    from export.ulw_onnx_int8 import add_int8_onnx
+    from export.verify_ulw import verify
 
-    return add_native(out, calib)
+    add_native(out, calib)
+    add_int8_onnx(out, calib)
+    verify(out, heldout_nights, heldout_epochs)
+    return json.loads((out / f"{NAME}.json").read_text(encoding="utf-8"))
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -186,9 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-summary", type=Path)
     ap.add_argument("--evaluation", type=Path, help="JSON from python -m training.evaluate")
     ap.add_argument("--no-tflite", action="store_true", help="skip TFLite (no litert extra)")
+    ap.add_argument("--heldout-nights", type=int, help="verify on the first N test nights")
     args = ap.parse_args(argv)
     m = export_ulw(
-        args.checkpoint, args.out, args.train_summary, args.evaluation, tflite=not args.no_tflite
+        args.checkpoint,
+        args.out,
+        args.train_summary,
+        args.evaluation,
+        tflite=not args.no_tflite,
+        heldout_nights=args.heldout_nights,
     )
     print(
         f"export: {args.out / m['files']['onnx_fp32']['path']} "

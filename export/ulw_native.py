@@ -24,16 +24,15 @@ quantises each layer's input per epoch and channel (``edge.models.ulw_numpy`` sa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from export.ulw_files import NAME, default_calibration, file_entry, read_manifest, write_manifest
 from training.models.ulw_sleepnet import ULWSleepNet
 
-NAME = "ulw_sleepnet"
 NATIVE_FILE = f"{NAME}_native_fp32.npy"
 NATIVE_INT8_FILE = f"{NAME}_native_int8.npy"
 
@@ -121,20 +120,17 @@ def add_native(model_dir: Path, probe: np.ndarray | None = None) -> dict:
     """Write the packed fp32 and int8 weights beside an export's checkpoint and list them in
     its manifest; ``probe`` (deployment-like epochs, default: ``export.ulw``'s calibration set)
     measures the int8 kernel's agreement with fp32."""
-    from export.ulw import _file_entry, default_calibration
-
-    manifest_path = model_dir / f"{NAME}.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(model_dir)
     model = ULWSleepNet.from_checkpoint(model_dir / manifest["files"]["torch_checkpoint"]["path"])
     path, path_int8 = model_dir / NATIVE_FILE, model_dir / NATIVE_INT8_FILE
     np.save(path, pack_native(model))
     np.save(path_int8, pack_native_int8(model))
-    manifest["files"]["native_fp32"] = _file_entry(path)
-    manifest["files"]["native_int8"] = _file_entry(path_int8)
+    manifest["files"]["native_fp32"] = file_entry(path)
+    manifest["files"]["native_int8"] = file_entry(path_int8)
     manifest["parity"]["native_fp32_vs_torch_max_abs_logit"] = native_parity(model, path)
     probe = default_calibration() if probe is None else probe
     manifest["parity"].update(native_int8_parity(model, path_int8, probe.astype(np.float32)))
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    write_manifest(model_dir, manifest)
     return manifest
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from edge.models import ModelIntegrityError, load_epoch_model
+from edge.models.manifest import VariantRefused
 from export.ulw import export_ulw
 from training.models.ulw_sleepnet import ULWSleepNet
 
@@ -27,7 +28,9 @@ def exported(tmp_path_factory):
     torch.save({"model": model.state_dict()}, d / "ck.pt")
     rng = np.random.default_rng(0)
     calibration = (rng.standard_normal((32, 4, 3000)) * [[25], [20], [40], [5]]).astype(np.float32)
-    manifest = export_ulw(d / "ck.pt", d / "out", calibration=calibration)
+    manifest = export_ulw(
+        d / "ck.pt", d / "out", calibration=calibration, heldout_nights=1, heldout_epochs=40
+    )
     return d / "out", model.eval(), manifest
 
 
@@ -52,7 +55,8 @@ def test_manifest_and_parity(exported):
 @pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
 def test_every_backend_and_precision_runs_from_the_manifest(exported, backend):
     out, model, manifest = exported
-    assert {"onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_int8"} <= set(manifest["files"])
+    assert {"onnx_fp32", "onnx_int8", "tflite_fp32", "research_onnx_int8_static",
+            "research_tflite_int8_static"} <= set(manifest["files"])  # fmt: skip
     assert manifest["parity"]["tflite_fp32_vs_onnx_fp32_max_abs_logit"] <= 1e-4
     x = (np.random.default_rng(2).standard_normal((5, 4, 3000)) * 30).astype(np.float32)
     with torch.no_grad():
@@ -60,7 +64,8 @@ def test_every_backend_and_precision_runs_from_the_manifest(exported, backend):
     fp32 = load_epoch_model(out / "ulw_sleepnet.json", backend, "fp32")
     np.testing.assert_allclose(fp32.predict(x), want, atol=1e-4)  # batch 5: resized
     np.testing.assert_allclose(fp32.predict(x[:1]), want[:1], atol=1e-4)  # back to batch 1
-    int8 = load_epoch_model(out / "ulw_sleepnet.json", backend, "int8")
+    # whether the int8 file is served depends on its measured agreement (next test); here: runs
+    int8 = load_epoch_model(out / "ulw_sleepnet.json", backend, "int8", research=True)
     got = int8.predict(x)
     assert got.dtype == np.float32 and got.shape == want.shape
     # int8 logits track fp32 ones to within a fraction of their spread (argmax agreement on
@@ -126,3 +131,47 @@ def test_int8_qdq_is_static_and_runs(exported, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
     y = ort.InferenceSession(str(q)).run(None, {"epochs": epochs[:3]})[0]
     assert y.shape == (3, 5) and np.isfinite(y).all()
+
+
+def test_export_records_held_out_agreement_and_the_runtime_obeys_it(exported):
+    """The export ends with the held-out verification: every variant's agreement with fp32 on a
+    test-split night is in the manifest, and the runtime serves exactly the ones at >= 98 %
+    that are not research exports."""
+    from training.splits import load
+
+    out, _, manifest = exported
+    table = manifest["agreement"]
+    assert table["nights"] == load("sleep-edf")["nights"]["test"][:1] and table["epochs"] == 40
+    rows = table["variants"]
+    assert rows["onnxruntime:fp32"]["agreement"] == 1.0
+    assert rows["litert:fp32"]["agreement"] == rows["native:fp32"]["agreement"] == 1.0
+    assert rows["litert:int8"]["research"] and rows["onnxruntime:int8-static"]["research"]
+    for name, row in rows.items():
+        backend, precision = name.split(":")
+        if precision not in ("fp32", "int8"):
+            continue  # research rows have names edge-run cannot ask for
+        if row["agreement"] >= table["minimum"] and not row["research"]:
+            assert load_epoch_model(out / "ulw_sleepnet.json", backend, precision) is not None
+        else:
+            with pytest.raises(VariantRefused, match="not offered"):
+                load_epoch_model(out / "ulw_sleepnet.json", backend, precision)
+
+
+def test_onnx_int8_quantises_each_epoch_inside_the_graph(exported):
+    """The served ONNX int8 file: integer matmuls on activations quantised per epoch in the
+    graph (no fixed activation scale, no QDQ pairs), equal to the numpy int8 reference."""
+    import onnx
+
+    from edge.models.ulw_numpy import NumpyEpochModel
+
+    out, _, manifest = exported
+    ops = {n.op_type for n in onnx.load(out / "ulw_sleepnet_int8.onnx").graph.node}
+    assert {"MatMulInteger", "ReduceMax", "Round"} <= ops
+    assert not ops & {"QuantizeLinear", "DequantizeLinear"}
+    assert manifest["parity"]["onnx_int8_vs_numpy_int8_max_abs_logit"] < 0.05
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((6, 4, 3000)) * [[25], [20], [40], [5]]).astype(np.float32)
+    x[3] *= 1e-3  # a quiet epoch: its own scale, not a shared one
+    got = load_epoch_model(out / "ulw_sleepnet.json", "onnxruntime", "int8", research=True)
+    ref = NumpyEpochModel(np.load(out / "ulw_sleepnet_native_int8.npy"), int8=True)
+    np.testing.assert_allclose(got.predict(x), ref.predict(x), atol=0.05)

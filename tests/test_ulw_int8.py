@@ -103,6 +103,34 @@ def test_native_int8_is_its_numpy_reference(model, int8_file, seed, amplitude, k
     np.testing.assert_array_equal(NativeEpochModel(int8_file, int8=True).predict(x[1:]), got[1:])
 
 
+@pytest.fixture(scope="module")
+def int8_onnx(int8_file, tmp_path_factory):
+    """The onnxruntime int8 graph (per-epoch activation scales inside it) for the same weights."""
+    from edge.models.runner import OnnxEpochModel
+    from export.ulw_onnx_int8 import export_int8_onnx
+
+    path = export_int8_onnx(int8_file, tmp_path_factory.mktemp("onnx") / "int8.onnx")
+    return OnnxEpochModel(path, "epochs", "logits")
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    amplitude=st.sampled_from([1e-3, 1.0, 30.0, 1e4]),
+    kind=st.sampled_from(["noise", "sine", "spikes", "zeros"]),
+)
+def test_onnx_int8_graph_is_its_numpy_reference(int8_file, int8_onnx, seed, amplitude, kind):
+    """Same integers, same scales: the graph differs from the reference only by rounding ties
+    (half to even in ONNX) and fp32 summation order moving an activation one step, as the
+    kernel does; batch == alone."""
+    x = _signal(kind, amplitude, seed)
+    want = NumpyEpochModel(np.load(int8_file), int8=True).predict(x)
+    got = int8_onnx.predict(x)
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, atol=1e-2 * scale, rtol=0)
+    np.testing.assert_allclose(int8_onnx.predict(x[1:]), got[1:], atol=1e-5 * scale)
+
+
 def test_int8_follows_fp32_across_amplitudes(model, int8_file):
     """Per-epoch scales: a 1e-3 µV epoch and a 1e4 µV one are quantised as finely as a 30 µV
     one, so int8 logits track fp32 at every amplitude (a static scale cannot)."""

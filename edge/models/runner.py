@@ -1,12 +1,14 @@
 """Per-epoch model runners behind one interface: ``predict(epochs [B, C, T]) → logits [B, K]``.
 
-Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files), LiteRT
-(``ai-edge-litert``, the ``litert`` extra; ``tflite_fp32`` / ``tflite_int8``), native (a C
+Backends: onnxruntime (default; ``onnx_fp32`` / ``onnx_int8`` files, int8 with per-epoch
+activation scales in the graph), LiteRT (``ai-edge-litert``, the ``litert`` extra;
+``tflite_fp32``; its static int8 file is a research export, not served), native (a C
 kernel built at install, ``edge/native``; ``native_fp32`` / ``native_int8``, packed weights) and
 numpy (``edge.models.ulw_numpy``, the kernel's reference, on the same files). Sessions run with
 a fixed number of intra-op threads (one by default: a Pi-class device stages one stream; a
 server batches many streams into one call). Every file's sha256 is checked against the
-manifest before it is read.
+manifest before it is read, and a variant is served only if the manifest records that it
+stages at least 98 % of held-out epochs as fp32.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.models.epoch_input import check_input
 from edge.models.manifest import Manifest, ModelIntegrityError
 
 # backend → the manifest's file prefix (numpy runs the native kernel's packed weights)
@@ -28,13 +31,6 @@ class EpochModel(Protocol):
     classes: list[str]
 
     def predict(self, epochs: np.ndarray) -> np.ndarray: ...
-
-
-def check_input(x: np.ndarray, want: list[int]) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 3 or list(x.shape[1:]) != list(want):
-        raise ValueError(f"model input must be [batch, {want[0]}, {want[1]}], got {x.shape}")
-    return x
 
 
 class OnnxEpochModel:
@@ -130,15 +126,29 @@ class NativeEpochModel:
 
 
 def load_epoch_model(
-    manifest_path, backend: str = "onnxruntime", precision: str = "fp32", threads: int = 1
+    manifest_path,
+    backend: str = "onnxruntime",
+    precision: str = "fp32",
+    threads: int = 1,
+    research: bool = False,
+    file: str | None = None,
 ) -> EpochModel:
-    """The verified model file for ``backend`` × ``precision``, ready to ``predict``."""
+    """The verified model file for ``backend`` × ``precision``, ready to ``predict``.
+
+    Only variants whose held-out agreement with fp32, recorded in the manifest, meets its
+    minimum are served (``Manifest.variant_file``; a refusal names the alternative);
+    ``research=True`` loads research exports too, for evaluation and benchmarks, and ``file``
+    (with ``research``) names the manifest's file key outright (held-out verification measures
+    files before the manifest maps variants to them)."""
     if backend not in BACKENDS:
         raise ModelIntegrityError(f"unknown backend {backend!r} (choose from {sorted(BACKENDS)})")
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS and not research:
         raise ModelIntegrityError(f"unknown precision {precision!r} (choose from {PRECISIONS})")
     manifest = Manifest.load(manifest_path)
-    path = manifest.file(f"{BACKENDS[backend]}_{precision}")  # sha256 checked here
+    if file is not None and not research:
+        raise ModelIntegrityError("a file key is loaded by name only with research=True")
+    key = file or manifest.variant_file(backend, precision, BACKENDS[backend], research)
+    path = manifest.file(key)  # sha256 checked here
     if backend == "litert":
         model: EpochModel = LiteRTEpochModel(path, threads)
     elif backend == "native":
@@ -151,7 +161,7 @@ def load_epoch_model(
         model = OnnxEpochModel(
             path, manifest.data["inputs"][0]["name"], manifest.data["outputs"][0]["name"], threads
         )
-    scale = manifest.data["files"][f"{BACKENDS[backend]}_{precision}"].get("input_scale")
+    scale = manifest.data["files"][key].get("input_scale")
     if scale is not None:
         model = Prescaled(model, np.asarray(scale, np.float32))
     model.classes = manifest.classes

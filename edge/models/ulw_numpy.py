@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.models.epoch_input import check_input
+
 CHANNELS, SAMPLES, CLASSES = 4, 3000, 5
 WIDTHS = (1, 8, 16, 32)
 # (block, stage) of the int8 pointwise convolutions, in the order their scales are appended
@@ -142,8 +144,6 @@ class NumpyEpochModel:
         self.batch = batch
 
     def predict(self, epochs: np.ndarray) -> np.ndarray:
-        from edge.models.runner import check_input
-
         epochs = check_input(epochs, self.shape)
         parts = [
             forward(self.packed, epochs[i : i + self.batch])
