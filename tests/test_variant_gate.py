@@ -5,12 +5,14 @@ naming the alternative; research exports load only when asked for by name."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from edge.cli import MODELS_DIR
 from edge.models import load_epoch_model
 from edge.models.manifest import Manifest, VariantRefused
 from tests.commands import run
+from training.splits import load as load_split
 
 BUNDLED = MODELS_DIR / "ulw_sleepnet"
 
@@ -31,7 +33,7 @@ def test_bundled_manifest_records_every_variant_measured_on_held_out_nights():
     table = m["agreement"]
     assert table["reference"] == "onnxruntime:fp32" and table["minimum"] == 0.98
     assert table["epochs"] >= 1000 and table["nights"]
-    test_nights = set(json.loads(open("training/splits/sleep-edf.json").read())["nights"]["test"])
+    test_nights = set(load_split("sleep-edf")["nights"]["test"])
     assert set(table["nights"]) <= test_nights  # held-out subjects only
     rows = table["variants"]
     assert set(rows) >= {"onnxruntime:fp32", "onnxruntime:int8", "litert:fp32", "litert:int8",
@@ -58,7 +60,8 @@ def test_the_static_litert_int8_is_refused_naming_the_alternative():
     assert "use --backend " in msg and "--precision int8" in msg
     # asked for by name, for evaluation: it loads
     research = load_epoch_model(BUNDLED / "ulw_sleepnet.json", "litert", "int8", research=True)
-    assert research.model is not None  # the prescaled static file
+    logits = research.predict(np.zeros((2, 4, 3000), np.float32))
+    assert logits.shape == (2, 5) and logits.dtype == np.float32
 
 
 def test_edge_run_refuses_it_in_one_line(tmp_path):

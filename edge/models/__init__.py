@@ -5,7 +5,7 @@ Bundled models live in subfolders here with their manifest JSON and model card:
 with carried state, ``edge.models.step_runner.load_step_model``) for the ANNE One.
 """
 
-from edge.models.manifest import Manifest, ModelIntegrityError
+from edge.models.manifest import Manifest, ModelIntegrityError, VariantRefused
 from edge.models.runner import EpochModel, load_epoch_model
 
-__all__ = ["EpochModel", "Manifest", "ModelIntegrityError", "load_epoch_model"]
+__all__ = ["EpochModel", "Manifest", "ModelIntegrityError", "VariantRefused", "load_epoch_model"]
