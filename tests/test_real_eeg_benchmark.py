@@ -40,6 +40,10 @@ def test_quick_json_stages_every_labelled_epoch_beside_yasa_and_the_ceiling():
         assert all("yasa" in row for row in rows.values())
     for row in rows.values():
         assert 0 <= row["model"]["accuracy"] <= 1 and 0 <= row["ceiling"]["accuracy"] <= 1
+    # the whole PSG excerpt (EDF, read with edfio): staged with its EOG as well, apart
+    (full,) = r["full_psg"]
+    assert full["name"] == "excerpt3.edf" and full["channels"] == ["C3-A1", "EOG1-A1"]
+    assert full["epochs"] == 60 and 0 <= full["model"]["accuracy"] <= 1
 
 
 @settings(max_examples=25, deadline=None)
