@@ -56,6 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["ble", "mqtt", "replay", "sim"], default="sim")
     p.add_argument("--device", default="psg", help=f"device profile: {available_devices()}")
     p.add_argument("--file", type=Path, help="recording for --source replay (EDF, CSV dir, NPZ)")
+    p.add_argument(
+        "--channels",
+        help="replay: which file channel feeds which stream, STREAM=LABEL[,STREAM=LABEL...] "
+        "(e.g. eeg_fpz_cz=C4-M1,eog=E1-M2); streams not named and not found are absent",
+    )
+    p.add_argument(
+        "--montage",
+        help="replay: a channel preset (psg: aasm, sleep-edf, dreams); --channels overrides it",
+    )
+    p.add_argument(
+        "--hypnogram",
+        type=Path,
+        help="replay: the recording's own scoring (EDF+ annotations, CSV/TSV, NSRR XML, DREAMS "
+        "text) to compare with; default: a sibling file named like the recording",
+    )
     p.add_argument("--night", help="sim night: sleep-edf/NIGHT or walch/SUBJECT")
     p.add_argument("--duration", type=float, help="sim/replay: only the first N seconds")
     p.add_argument(
@@ -152,17 +167,29 @@ def _manifest(name: str | None, device: str) -> Path:
 def _frame_list(args, profile):
     from edge.sources import FrameList
     from firmware_sim.cli import faulted_deliveries
-    from firmware_sim.recordings import RecordingError, first_seconds, load_recording
+    from firmware_sim.recordings import RecordingError, first_seconds, open_recording
     from firmware_sim.sources import SourceError, synth_night
 
     try:
         if args.source == "replay":
             if args.file is None:
                 raise UsageError("--source replay needs --file FILE")
-            recording = load_recording(args.file, profile)
+            recording = open_recording(
+                args.file, profile, args.channels, args.montage, args.hypnogram
+            )
+            for line in recording.warnings:
+                print(f"edge-run: warning: {line}", file=sys.stderr)
             if args.duration:
                 recording = first_seconds(recording, args.duration, profile)
             what = f"file {args.file}"
+            lacking = [s for s in profile.streams if s not in recording.signals]
+            print(
+                "edge-run: channels "
+                + ", ".join(f"{k}={v}" for k, v in recording.channels.items())
+                + (f"; absent: {', '.join(lacking)}" if lacking else "")
+                + (f"; scoring from {recording.hypnogram.name}" if recording.hypnogram else ""),
+                flush=True,
+            )
         else:
             night = args.night or BUNDLED_NIGHT[profile.name]
             synth = synth_night(night, profile, args.seed, args.duration)
@@ -220,9 +247,19 @@ def _push_every(args) -> float:
 
 
 def _config(args) -> dict:
+    """The options that shape the night, as JSON values (paths as strings, None as null)."""
     keys = ("source", "device", "file", "night", "duration", "model", "backend", "precision")
     keys += ("seed", "loss", "duplicate", "reorder", "disconnect", "burst", "drift_ppm")
-    return {k: str(getattr(args, k)) for k in keys}
+    keys += ("channels", "montage", "hypnogram")
+
+    def value(v):
+        if v is None or isinstance(v, bool | int | float | str):
+            return v
+        if isinstance(v, list | tuple):
+            return [value(x) for x in v]
+        return str(v)
+
+    return {k: value(getattr(args, k, None)) for k in keys}
 
 
 def run(args) -> int:
@@ -286,6 +323,7 @@ def run(args) -> int:
     reference = getattr(source, "reference_stages", None)
     if reference is not None:
         print(f"edge-run: {_agreement(result.records, reference)}")
+        _add_reference(args.out / "run.json", agreement(result.records, reference))
     print(f"edge-run: wrote {args.out}/ {files}")
     return 0
 
@@ -327,9 +365,10 @@ def _stager_factory(manifest: Path, profile, args):
         return make_frame, spec, model
     model = load_epoch_model(manifest, args.backend, args.precision, args.threads)
     channels = [c.stream.name for c in spec.channels]
+    absent = {c.stream.name: c.absent for c in spec.channels if c.absent}
 
     def make_epoch(bank, stream_id):
-        return EpochStager(model, channels, spec.epoch_s, name)
+        return EpochStager(model, channels, spec.epoch_s, name, absent=absent)
 
     return make_epoch, spec, None
 
@@ -391,23 +430,42 @@ def run_fleet_cli(args, profile, manifest: Path) -> int:
     return 0
 
 
-def _agreement(records, reference) -> str:
-    """How the staged night compares with the record's own hypnogram (scored epochs only)."""
+def agreement(records, reference) -> dict:
+    """``{epochs, agreement, kappa}``: the staged night against the recording's own scoring,
+    over the epochs both scored (agreement and kappa null when there are none)."""
     import numpy as np
 
-    got = np.array([r.stage for r in records])
-    ref = np.asarray(reference)[: len(got)]
-    both = (ref >= 0) & (got[: len(ref)] >= 0)
+    got = np.array([r.stage for r in records], dtype=int)
+    ref = np.asarray(reference, dtype=int)[: len(got)]
+    got = got[: len(ref)]
+    both = (ref >= 0) & (got >= 0)
     if not both.any():
-        return "no scored epoch to compare with the record's hypnogram"
-    a, b = ref[both], got[: len(ref)][both]
+        return {"epochs": 0, "agreement": None, "kappa": None}
+    a, b = ref[both], got[both]
     po = float((a == b).mean())
     pe = float(sum((a == k).mean() * (b == k).mean() for k in range(5)))
     kappa = (po - pe) / (1 - pe) if pe < 1 else 1.0
+    return {"epochs": int(both.sum()), "agreement": round(po, 4), "kappa": round(kappa, 4)}
+
+
+def _agreement(records, reference) -> str:
+    """How the staged night compares with the record's own hypnogram (scored epochs only)."""
+    r = agreement(records, reference)
+    if not r["epochs"]:
+        return "no scored epoch to compare with the record's hypnogram"
     return (
-        f"agreement with the record's scored hypnogram: {100 * po:.1f} % of {both.sum()} "
-        f"epochs, Cohen's kappa {kappa:.2f}"
+        f"agreement with the record's scored hypnogram: {100 * r['agreement']:.1f} % of "
+        f"{r['epochs']} epochs, Cohen's kappa {r['kappa']:.2f}"
     )
+
+
+def _add_reference(path: Path, reference: dict) -> None:
+    """``reference: {epochs, agreement, kappa}`` into the night's run.json."""
+    import json
+
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["reference"] = reference
+    path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
 
 def _interrupt(signum, frame):
@@ -424,6 +482,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.push_every is not None and args.push_every < 0:
         print("edge-run: --push-every must be >= 0", file=sys.stderr)
+        return 2
+    if (args.channels or args.montage or args.hypnogram) and args.source != "replay":
+        print(
+            "edge-run: --channels, --montage and --hypnogram need --source replay", file=sys.stderr
+        )
         return 2
     if args.device_id == "+" and args.source != "mqtt":
         print("edge-run: --device-id + (every device) needs --source mqtt", file=sys.stderr)

@@ -7,6 +7,12 @@ beyond the data) and the epoch is flagged ``interpolated``. Gaps short enough to
 the sample domain (a ``bridge`` step, DESIGN §7) are not missing: each record carries the
 fraction of each channel's samples that were bridged, and the flag ``bridged``. Stage codes
 follow YASA: W=0, N1=1, N2=2, N3=3, REM=4, unscored=-1.
+
+Reduced input: a channel with an ``absent`` rule (the device descriptor's, e.g. PSG: one EEG
+copies the other, EOG and EMG are zero) that misses more than ``max_missing`` of an epoch (a
+sensor off, a stream the recording lacks) is filled by that rule instead of leaving the epoch
+unscored; the record is flagged ``reduced``. A copy needs its source channel present; an epoch
+with no channel of its own is unscored.
 """
 
 from __future__ import annotations
@@ -94,12 +100,29 @@ class EpochStager:
         epoch_s: float = 30.0,
         model_name: str = "",
         max_missing: float = 0.25,
+        absent: dict[str, str] | None = None,
     ) -> None:
         self.model = model
         self.channels = channel_names
         self.epoch_s = epoch_s
         self.model_name = model_name
         self.max_missing = max_missing
+        self.absent = dict(absent or {})  # channel -> "zero" | "copy:CHANNEL"
+
+    def _fill(self, frac: np.ndarray) -> np.ndarray:
+        """(E, C) bool: channels the reduced-input rule fills (see the module docstring)."""
+        ok = frac <= self.max_missing
+        fill = np.zeros_like(ok)
+        for c, rule in self.absent.items():
+            if c not in self.channels:
+                continue
+            j = self.channels.index(c)
+            if rule == "zero":
+                fill[:, j] = ~ok[:, j]
+            elif rule.startswith("copy:") and rule[5:] in self.channels:
+                fill[:, j] = ~ok[:, j] & ok[:, self.channels.index(rule[5:])]
+        fill &= ok.any(axis=1, keepdims=True)  # something real must remain
+        return fill
 
     def flush(self) -> list[EpochRecord]:
         return []  # stateless per epoch: nothing held back
@@ -120,12 +143,14 @@ class EpochStager:
         if not len(epochs):
             return []
         frac = epochs.nan_fraction.reshape(len(epochs), -1)  # (E, C)
-        scored = (frac <= self.max_missing).all(axis=1)
+        fill = self._fill(frac) if self.absent else np.zeros(frac.shape, bool)
+        scored = ((frac <= self.max_missing) | fill).all(axis=1)
         logits = np.full((len(epochs), len(self.model.classes)), np.nan, np.float32)
         if scored.any():
-            x = interpolate_gaps(
-                epochs.data.reshape(len(epochs), len(self.channels), -1)[scored], np.float32
-            )
+            x = epochs.data.reshape(len(epochs), len(self.channels), -1)[scored]
+            if fill.any():
+                x = self._filled(np.array(x, dtype=np.float64), fill[scored])
+            x = interpolate_gaps(x, np.float32)
             logits[scored] = self.model.predict(x)
         broken = scored & ~np.isfinite(logits).all(axis=1)  # never stage from a non-finite
         scored &= ~broken
@@ -144,8 +169,10 @@ class EpochStager:
                 flags.append("partial")
             if bridged[i].any():
                 flags.append("bridged")
-            if scored[i] and frac[i].any():
+            if scored[i] and (frac[i] * ~fill[i]).any():
                 flags.append("interpolated")
+            if scored[i] and fill[i].any():
+                flags.append("reduced")
             if scored[i]:
                 p = {
                     c: round(float(v), 5) for c, v in zip(self.model.classes, probs[i], strict=True)
@@ -170,6 +197,16 @@ class EpochStager:
                 )
             )
         return records
+
+    def _filled(self, x: np.ndarray, fill: np.ndarray) -> np.ndarray:
+        """``x`` (E, C, L) with the channels marked in ``fill`` (E, C) replaced by their rule."""
+        for j, c in enumerate(self.channels):
+            rows = fill[:, j]
+            if not rows.any():
+                continue
+            rule = self.absent[c]
+            x[rows, j] = 0.0 if rule == "zero" else x[rows, self.channels.index(rule[5:])]
+        return x
 
 
 class FrameStager:

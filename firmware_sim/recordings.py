@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.devices import DeviceProfile
+from edge.devices.profile import StreamSpec
 
 SCORING_EPOCH_S = 30  # a hypnogram's epoch (AASM, R&K): every recording's stages are per 30 s
 
@@ -36,6 +37,9 @@ class Recording:
     times: dict[str, np.ndarray] = field(default_factory=dict)  # timestamped streams only
     source: str = ""
     stages: np.ndarray | None = None  # per 30-s epoch from the start, -1 = unscored
+    channels: dict[str, str] = field(default_factory=dict)  # stream -> file label(s) used
+    warnings: list[str] = field(default_factory=list)  # one line each: what was tolerated
+    hypnogram: Path | None = None  # where ``stages`` came from
 
     @property
     def duration_s(self) -> float:
@@ -77,14 +81,19 @@ def read_hypnogram(path: Path, epoch_s: float = SCORING_EPOCH_S) -> np.ndarray:
 
 
 def find_hypnogram(psg: Path) -> Path | None:
-    """Sleep-EDF naming: SC4001E0-PSG.edf pairs with SC4001EC-Hypnogram.edf (same first six
-    characters, any scorer letters)."""
-    matches = sorted(psg.parent.glob(f"{psg.name[:6]}*-Hypnogram.edf"))
+    """The scoring beside a recording, where the naming makes it obvious: Sleep-EDF
+    (``SC4001E0-PSG.edf`` → ``SC4001EC-Hypnogram.edf``), DREAMS (``excerpt3.edf`` →
+    ``Hypnogram_excerpt3.txt``), NSRR (``NAME.edf`` → ``NAME-nsrr.xml`` / ``NAME-profusion.xml``)
+    and plain siblings ``NAME.hypnogram.{csv,tsv,txt,xml,edf}`` / ``NAME-hypnogram.*``."""
+    d, stem = psg.parent, psg.stem
+    names = [f"Hypnogram_{stem}.txt", f"{stem}-nsrr.xml", f"{stem}-profusion.xml"]
+    names += [f"{stem}{sep}hypnogram.{ext}" for sep in (".", "-", "_")
+              for ext in ("csv", "tsv", "txt", "xml", "edf")]  # fmt: skip
+    for name in names:
+        if (d / name).is_file():
+            return d / name
+    matches = sorted(d.glob(f"{psg.name[:6]}*-Hypnogram.edf")) if len(psg.name) > 6 else []
     return matches[0] if matches else None
-
-
-def _norm(label: str) -> str:
-    return label.strip().lower()
 
 
 def _check_rate(profile: DeviceProfile, stream: str, rate: float, where: str) -> None:
@@ -96,36 +105,70 @@ def _check_rate(profile: DeviceProfile, stream: str, rate: float, where: str) ->
         )
 
 
-def read_edf(path: Path, profile: DeviceProfile) -> Recording:
-    import edfio
+def conform(x: np.ndarray, fs: float, spec: StreamSpec, where: str) -> np.ndarray:
+    """One file channel at ``fs`` as the stream ``spec`` carries it: as is at the stream's rate;
+    a raw signal for an envelope stream (``from_raw = "rms_envelope"``, the PSG chin EMG) through
+    ``edge.ops.envelope.EmgEnvelope``; any other regular waveform through edge's streaming
+    ``Resampler`` (rational factor, anti-aliased), pushed a second at a time."""
+    rate = spec.rate_hz
+    if abs(fs - rate) <= 1e-6 * rate:
+        return x
+    if spec.timing != "regular":
+        raise RecordingError(f"{where}: {spec.name!r} is timestamped; it cannot be resampled")
+    try:
+        if spec.from_raw == "rms_envelope" and fs > rate:
+            from edge.ops.envelope import EmgEnvelope
+
+            op = EmgEnvelope(fs, rate)
+        else:
+            from edge.ops.resample import Resampler
+
+            op = Resampler(fs, rate)
+    except ValueError as exc:
+        raise RecordingError(f"{where}: {spec.name!r} at {fs:g} Hz: {exc}") from None
+    step = max(1, int(round(fs)))
+    parts = [op.push(x[i : i + step]) for i in range(0, x.size, step)]
+    parts.append(op.flush())
+    return np.concatenate(parts)
+
+
+def read_edf(
+    path: Path,
+    profile: DeviceProfile,
+    channels: dict[str, str] | None = None,
+    montage: str | None = None,
+) -> Recording:
+    """An EDF/EDF+/BDF file's channels mapped onto ``profile``'s streams (``channel_map``), each
+    brought to its stream's rate (``conform``); the file is read tolerantly (``edf_read``)."""
+    from firmware_sim.channel_map import resolve_channels
+    from firmware_sim.edf_read import EdfReadError, read_signals
 
     try:
-        edf = edfio.read_edf(path)
-    except Exception as exc:  # edfio raises several types for malformed files
-        raise RecordingError(f"{path}: not a readable EDF file ({exc})") from None
-    by_label = {_norm(s.label): s for s in edf.signals}
+        edf = read_signals(path)
+    except EdfReadError as exc:
+        raise RecordingError(str(exc)) from None
+    try:
+        mapping = resolve_channels(edf.labels, profile, str(path), channels, montage)
+    except ValueError as exc:
+        raise RecordingError(str(exc)) from None
     signals: dict[str, np.ndarray] = {}
-    for name, spec in profile.streams.items():
-        axes = []
-        for i in range(spec.n_axes):
-            match = next(
-                (by_label[_norm(lab)] for lab in spec.labels_for_axis(i) if _norm(lab) in by_label),
-                None,
-            )
-            if match is None:
-                break
-            _check_rate(profile, name, match.sampling_frequency, str(path))
-            axes.append(np.asarray(match.data, dtype=np.float64))
-        if len(axes) == spec.n_axes:
-            n = min(a.size for a in axes)
-            signals[name] = np.stack([a[:n] for a in axes])
-    if not signals:
-        raise RecordingError(
-            f"{path}: no channel matches a stream of device {profile.name!r} "
-            f"(labels here: {sorted(by_label)})"
-        )
+    used: dict[str, str] = {}
+    for name, idx in mapping.items():
+        spec = profile.streams[name]
+        axes = [conform(edf.data(i), edf.rates[i], spec, str(path)) for i in idx]
+        n = min(a.size for a in axes)
+        signals[name] = np.stack([a[:n] for a in axes])
+        used[name] = "+".join(edf.labels[i] for i in idx)
     hyp = find_hypnogram(path)
-    rec = Recording(signals, {}, str(path), read_hypnogram(hyp) if hyp else None)
+    stages = None
+    if hyp is not None:
+        from firmware_sim.hypnograms import HypnogramError, read_stages
+
+        try:
+            stages = read_stages(hyp)
+        except HypnogramError as exc:
+            edf.warnings.append(f"hypnogram {hyp.name} not used: {exc}")
+    rec = Recording(signals, {}, str(path), stages, used, list(edf.warnings), hyp)
     _add_regular_times(rec, profile)
     return rec
 
@@ -208,8 +251,50 @@ def first_seconds(recording: Recording, seconds: float, profile: DeviceProfile) 
     return dataclasses.replace(recording, signals=signals, times=times, stages=stages)
 
 
-def load_recording(path: str | Path, profile: DeviceProfile) -> Recording:
-    """Read any supported recording for ``profile``; ``RecordingError`` says what is wrong."""
+def open_recording(
+    path: str | Path,
+    device: str | DeviceProfile,
+    channels: dict[str, str] | str | None = None,
+    montage: str | None = None,
+    hypnogram: str | Path | None = None,
+) -> Recording:
+    """A recording from any lab as ``device`` streams it: the library face of ``edge-run
+    --source replay --file F --device D [--channels ...] [--montage ...] [--hypnogram H]``.
+
+    ``channels`` maps streams to file labels (a dict or the ``STREAM=LABEL,...`` text),
+    ``montage`` names a preset of ``firmware_sim.channel_map.MONTAGES``; channels at another
+    rate are resampled (waveforms) or turned into the EMG envelope (``conform``); streams the
+    file lacks are absent. ``hypnogram`` (else a sibling found by ``find_hypnogram``) gives
+    ``stages`` per 30-s epoch. ``RecordingError``: one line saying what is wrong.
+    """
+    from edge.devices import DeviceError, load_device
+    from firmware_sim.channel_map import parse_channels
+
+    try:
+        profile = device if isinstance(device, DeviceProfile) else load_device(device)
+        if isinstance(channels, str):
+            channels = parse_channels(channels)
+    except (DeviceError, ValueError) as exc:
+        raise RecordingError(str(exc)) from None
+    rec = load_recording(path, profile, channels, montage)
+    if hypnogram is not None:
+        from firmware_sim.hypnograms import HypnogramError, read_stages
+
+        try:
+            rec.stages, rec.hypnogram = read_stages(Path(hypnogram)), Path(hypnogram)
+        except HypnogramError as exc:
+            raise RecordingError(str(exc)) from None
+    return rec
+
+
+def load_recording(
+    path: str | Path,
+    profile: DeviceProfile,
+    channels: dict[str, str] | None = None,
+    montage: str | None = None,
+) -> Recording:
+    """Read any supported recording for ``profile``; ``RecordingError`` says what is wrong.
+    ``channels``/``montage`` (EDF only) as in ``open_recording``."""
     p = Path(path)
     if not p.exists():
         raise RecordingError(f"{p}: no such file or directory")
@@ -217,7 +302,9 @@ def load_recording(path: str | Path, profile: DeviceProfile) -> Recording:
         return read_csv_dir(p, profile)
     suffix = p.suffix.lower()
     if suffix in (".edf", ".bdf", ".rec"):
-        return read_edf(p, profile)
+        return read_edf(p, profile, channels, montage)
+    if channels or montage:
+        raise RecordingError(f"{p}: --channels/--montage apply to EDF/BDF files only")
     if suffix == ".npz":
         return read_npz(p, profile)
     raise RecordingError(f"{p}: unknown recording type (EDF, a CSV directory or NPZ)")

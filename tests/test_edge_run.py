@@ -45,10 +45,14 @@ def test_faults_every_epoch_once_counters_match(tmp_path):
     assert counts["lost"] == injected["injected_lost"] > 0
     assert counts["duplicates"] == injected["injected_duplicated"] > 0
     assert counts["reordered"] > 0 and sum(summary["rejected_by_reason"].values()) == 0
-    # the 200-s link-down windows and the leads-off window leave unscored epochs with a reason
+    # the 200-s link-down windows leave unscored epochs with a reason; the leads-off window of
+    # one EEG is the reduced-input rule's (the other EEG copied in): staged, flagged reduced
     unscored = [e for e in epochs if e["stage"] == -1]
     assert unscored and all(e["reason"].startswith("missing data") for e in unscored)
-    assert {e["index"] for e in unscored} >= set(range(21, 29))  # eeg_fpz_cz off 600-900 s
+    off = {e["index"]: e for e in epochs if e["missing"]["eeg_fpz_cz"] > 0.25}
+    assert set(off) >= set(range(21, 29))  # eeg_fpz_cz off 600-900 s
+    reduced = [e for e in off.values() if e["missing"]["eeg_pz_oz"] <= 0.25]
+    assert reduced and all(e["stage"] >= 0 and "reduced" in e["flags"] for e in reduced)
     assert all(e["probabilities"] is None for e in unscored)
     short = [e for e in epochs if "interpolated" in e["flags"]]
     assert all(e["stage"] >= 0 for e in short)  # short gaps filled, still scored

@@ -41,6 +41,7 @@ class StreamSpec:
     timing: str
     wire: WireSpec | None = None
     file_labels: tuple[tuple[str, ...], ...] = ()  # per axis: channel names in recorded files
+    from_raw: str | None = None  # how a recorded raw signal becomes this stream ("rms_envelope")
 
     def labels_for_axis(self, i: int) -> tuple[str, ...]:
         """Names a recorded file may give axis i: the descriptor's, then the defaults
@@ -119,6 +120,7 @@ class EpochChannel:
     stream: StreamSpec
     steps: tuple[Step, ...]
     epoch_resample: str | None
+    absent: str | None = None  # reduced-input rule: "zero", "copy:STREAM" or None (unscored)
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ def _parse(doc: dict[str, Any], where: str) -> DeviceProfile:
             timing,
             _parse_wire(s, len(axes), loc) if "code" in s else None,
             _parse_file_labels(s.get("file_labels", []), len(axes), loc),
+            _parse_from_raw(s.get("from_raw"), loc),
         )
     if not streams:
         raise DeviceError(f"{where}: a device needs at least one stream")
@@ -257,6 +260,25 @@ def _parse(doc: dict[str, Any], where: str) -> DeviceProfile:
             except ValueError:
                 raise DeviceError(f"{where}: ble.{field} is not a UUID") from None
     return DeviceProfile(name, str(doc.get("title", name)), streams, inputs, where, ble, mqtt)
+
+
+FROM_RAW = ("rms_envelope",)
+
+
+def _parse_from_raw(value: Any, loc: str) -> str | None:
+    if value is not None and value not in FROM_RAW:
+        raise DeviceError(f"{loc}: 'from_raw' must be one of {FROM_RAW}, got {value!r}")
+    return value
+
+
+def _parse_absent(value: Any, streams: dict, loc: str) -> str | None:
+    """``absent``: how an epoch input is filled while its stream is absent or off (the model's
+    reduced-input rule): ``"zero"`` or ``"copy:STREAM"`` (another channel of the same input)."""
+    if value is None or value == "zero":
+        return value
+    if isinstance(value, str) and value.startswith("copy:") and value[5:] in streams:
+        return value
+    raise DeviceError(f"{loc}: 'absent' must be 'zero' or 'copy:STREAM', got {value!r}")
 
 
 def _parse_section(doc: dict[str, Any], key: str, cls: type, where: str):
@@ -365,7 +387,9 @@ def _parse_epochs(name: str, spec: dict, streams: dict, where: str) -> EpochInpu
             raise DeviceError(f"{loc}: epoch_resample must be 'fft' if given, got {mode!r}")
         if any(s.op in ("stft", "grid") for s in steps):
             raise DeviceError(f"{loc}: epoch channels take waveform steps only")
-        chans.append(EpochChannel(stream, steps, mode))
+        chans.append(
+            EpochChannel(stream, steps, mode, _parse_absent(item.get("absent"), streams, loc))
+        )
     if not chans:
         raise DeviceError(f"{where}: 'channels' is empty")
     return EpochInputSpec(name, rate, epoch_s, tuple(chans))
