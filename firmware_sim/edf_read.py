@@ -11,6 +11,7 @@ data channels and are skipped.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +32,20 @@ class EdfSignals:
     warnings: list[str] = field(default_factory=list)
 
     def data(self, i: int) -> np.ndarray:
+        """Signal ``i`` in physical units; what the reader tolerated on the way is added to
+        ``warnings`` (one line each)."""
         d = self._data[i]
-        return np.asarray(d() if callable(d) else d, dtype=np.float64)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x = np.asarray(d() if callable(d) else d, dtype=np.float64)
+        self._note(caught)
+        return x
+
+    def _note(self, caught) -> None:
+        for w in caught:
+            line = " ".join(str(w.message).split())[:200]
+            if line not in self.warnings:
+                self.warnings.append(line)
 
 
 def read_signals(path: Path) -> EdfSignals:
@@ -40,13 +53,17 @@ def read_signals(path: Path) -> EdfSignals:
     import edfio
 
     try:
-        edf = edfio.read_edf(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            edf = edfio.read_edf(path)
         sigs = [s for s in edf.signals if s.label.strip().lower() not in ANNOTATION_LABELS]
-        return EdfSignals(
+        out = EdfSignals(
             [s.label.strip() for s in sigs],
             [float(s.sampling_frequency) for s in sigs],
             [lambda s=s: s.data for s in sigs],
         )
+        out._note(caught)
+        return out
     except Exception as exc:  # edfio raises many types for files out of spec
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
     try:
