@@ -52,3 +52,4 @@ def test_distillation_smoke_starts_from_the_teacher_and_keeps_its_format(tmp_pat
     assert best["stats"] == teacher["stats"]  # the teacher's normalisation, unchanged
     assert best["config"]["classes"] == teacher["config"]["classes"]
     assert "distilled" in best["config"]
+    assert best["train_nights"] and best["val_nights"]  # what export.mamba calibrates on

@@ -16,7 +16,9 @@ both copies of a crop (and to the teacher's input), so the any-subset behaviour 
 
 Selection: validation nights (never the test split), clean and their own lossy copies; the
 checkpoint with the best mean of the two 5-class balanced accuracies over every named sensor set
-(``selection_score``). The checkpoint has the training checkpoint's format (``export.mamba``).
+(``selection_score``), or with ``--max-clean-drop D`` the best on the lossy copies among the
+passes that keep the clean full-set accuracy within D of the teacher's. The checkpoint has the
+training checkpoint's format (``export.mamba``).
 """
 
 from __future__ import annotations
@@ -124,15 +126,30 @@ def distill(args: argparse.Namespace) -> dict:
     steps = args.steps or max(1, int(np.ceil(sum(crops.n) / (args.batch * crops.crop))))
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
 
+    floor = None  # with --max-clean-drop: the clean validation accuracy a pass must keep
+
     def score(model) -> tuple[float, dict, dict]:
         a = _scores(model, val, stats, cfg["classes"])
         b = _scores(model, val_lossy, stats, cfg["classes"])
-        return 0.5 * selection_score(a) + 0.5 * selection_score(b), a, b
+        if floor is None:
+            return 0.5 * selection_score(a) + 0.5 * selection_score(b), a, b
+        return (selection_score(b) if a["full"] >= floor else -1.0), a, b
 
     best, a0, b0 = score(teacher)
+    if args.max_clean_drop is not None:
+        floor = a0["full"] - args.max_clean_drop
+        best = selection_score(b0)
     history = [{"epoch": 0, "score": best, "clean": a0, "lossy": b0}]
     print(f"distill: teacher score {best:.4f} clean {a0['full']:.3f} lossy {b0['full']:.3f}")
-    save_atomic({**ck, "config": {**cfg, "distilled": None}}, out / "best.pt")
+    # what export.mamba reads from a training checkpoint (calibration nights, the manifest)
+    provenance = {
+        "train_nights": train_names,
+        "val_nights": val_names,
+        "wake_sleep_train": ws_names,
+        "wake_sleep_val": load_split("mmash")["subjects"]["val"] if args.mmash else [],
+    }
+    teacher_ck = {**ck, **provenance, "config": {**cfg, "distilled": None}}
+    save_atomic({**teacher_ck, "epoch": 0, "val_balanced_accuracy": a0["full"]}, out / "best.pt")
     for epoch in range(1, args.epochs + 1):
         student.eval()  # BatchNorm keeps the teacher's statistics (its affine part still learns)
         t0, total = time.perf_counter(), 0.0
@@ -141,7 +158,7 @@ def distill(args: argparse.Namespace) -> dict:
             with torch.no_grad():
                 target = teacher(x)
             opt.zero_grad()
-            loss = _kl(target, student(xl)) + _kl(target, student(x))
+            loss = _kl(target, student(xl)) + args.clean_weight * _kl(target, student(x))
             loss.backward()
             opt.step()
             total += loss.item()
@@ -160,12 +177,14 @@ def distill(args: argparse.Namespace) -> dict:
                     "teacher": str(args.teacher),
                     "lr": args.lr,
                     "epochs": epoch,
+                    "clean_weight": args.clean_weight,
+                    "max_clean_drop": args.max_clean_drop,
                     "loss": "KL(teacher(clean)|student(lossy)) + KL(teacher(clean)|student(clean))",
                 },
             }
             save_atomic(
-                {**ck, "model": student.state_dict(), "config": config, "epoch": epoch,
-                 "val_balanced_accuracy": a["full"]},
+                {**ck, **provenance, "model": student.state_dict(), "config": config,
+                 "epoch": epoch, "val_balanced_accuracy": a["full"]},
                 out / "best.pt",
             )  # fmt: skip
         save_atomic({"model": student.state_dict(), "history": history}, out / "last.pt")
@@ -190,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, help="only the first N 30-s epochs of a night")
     ap.add_argument("--cache", type=Path, default=Path("runs/anne_cache"))
     ap.add_argument("--no-mmash", dest="mmash", action="store_false")
+    ap.add_argument(
+        "--clean-weight", type=float, default=1.0, help="weight of the clean-night KL term"
+    )
+    ap.add_argument(
+        "--max-clean-drop",
+        type=float,
+        help="select the pass best on the lossy validation copies among those whose clean "
+        "full-set validation balanced accuracy is within this of the teacher's (default: "
+        "the best mean of clean and lossy)",
+    )
     args = ap.parse_args(argv)
     result = distill(args)
     print(f"distill: best score {result['best']:.4f} -> {args.out / 'best.pt'}")
