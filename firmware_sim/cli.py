@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", type=_speed, default=1.0, help="N × real time, or 'max'")
     p.add_argument("--duration", type=float, help="play only the first N seconds")
+    p.add_argument(
+        "--channels",
+        help="file sources: STREAM=LABEL[,STREAM=LABEL...], which file channel feeds which stream",
+    )
+    p.add_argument(
+        "--montage", help="file sources: a channel preset (psg: aasm, sleep-edf, dreams)"
+    )
     p.add_argument("--seed", type=int, default=0)
     add_fault_arguments(p)
     return p
@@ -124,8 +131,15 @@ def add_fault_arguments(p: argparse.ArgumentParser) -> None:
 def _prepare(args):
     profile = load_device(args.device)
     recording, _ = open_source(
-        args.source or DEFAULT_SOURCE.get(args.device, ""), profile, args.seed, args.duration
+        args.source or DEFAULT_SOURCE.get(args.device, ""),
+        profile,
+        args.seed,
+        args.duration,
+        args.channels,
+        args.montage,
     )
+    for line in getattr(recording, "warnings", []):
+        print(f"firmware-sim: warning: {line}", file=sys.stderr)
     device, deliveries, log = faulted_deliveries(profile, recording, args)
     return profile, device, deliveries, log
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.devices import DeviceProfile
-from firmware_sim.recordings import Recording, RecordingError, first_seconds, load_recording
+from firmware_sim.recordings import Recording, RecordingError, first_seconds, open_recording
 from firmware_sim.resynth import SynthNight, mmash_day, sleep_edf_night, walch_night
 
 DEVICE_OF = {"walch": "anne", "mmash": "anne", "sleep-edf": "psg"}
@@ -40,14 +40,22 @@ def synth_night(
 
 
 def open_source(
-    spec: str, profile: DeviceProfile, seed: int = 0, duration_s: float | None = None
+    spec: str,
+    profile: DeviceProfile,
+    seed: int = 0,
+    duration_s: float | None = None,
+    channels: str | None = None,
+    montage: str | None = None,
 ) -> tuple[Recording, np.ndarray | None]:
-    """A recording to play and its stage labels (None when the source has none)."""
+    """A recording to play and its stage labels (None when the source has none); ``channels``
+    (``STREAM=LABEL,...``) and ``montage`` map a file's channels as in ``open_recording``."""
     if spec.startswith("synth:"):
+        if channels or montage:
+            raise SourceError("--channels/--montage apply to recorded files, not synth: nights")
         night = synth_night(spec, profile, seed, duration_s)
         return night.recording, night.stages
     try:
-        rec = load_recording(spec, profile)
+        rec = open_recording(spec, profile, channels, montage)
         if duration_s is not None:
             rec = first_seconds(rec, duration_s, profile)
         return rec, rec.stages

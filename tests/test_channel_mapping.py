@@ -141,3 +141,25 @@ def test_excerpt3_end_to_end_with_its_own_scoring(tmp_path):
     assert ref["epochs"] == 60 and 0 <= ref["agreement"] <= 1 and -1 <= ref["kappa"] <= 1
     assert run["config"]["duration"] is None and run["config"]["loss"] == 0.0
     assert run["config"]["montage"] == "aasm"
+
+
+def test_firmware_sim_file_source_takes_a_montage(tmp_path):
+    from edge.devices.receiver import Receiver
+    from firmware_sim.cli import _prepare, build_parser
+    from firmware_sim.sources import SourceError
+
+    path = tmp_path / "clinic.edf"
+    write_edf(path, [("F4-M1", 200), ("E1-M2", 128)], seconds=10)
+    args = build_parser().parse_args(
+        ["--device", "psg", "--source", str(path), "--montage", "aasm"]
+    )
+    _, _, deliveries, _ = _prepare(args)
+    rx = Receiver(PSG)
+    got = [r for d in deliveries for r in rx.feed(d.frame.data)] + rx.flush()
+    per = {}
+    for r in got:
+        per[r.frame.stream] = per.get(r.frame.stream, 0) + r.frame.samples.shape[1]
+    assert per == {"eeg_fpz_cz": 1000, "eog": 1000}  # both at the device's 100 Hz
+    bad = build_parser().parse_args(["--device", "psg", "--source", str(path), "--montage", "x"])
+    with pytest.raises(SourceError, match="unknown montage 'x'"):
+        _prepare(bad)

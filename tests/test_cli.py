@@ -49,6 +49,8 @@ def test_expected_failures_are_one_line_not_tracebacks(tmp_path):
             "BLE: [Errno 111]",
         ),
         (("--resume", "--out", str(tmp_path / "fresh")), "no checkpoint"),
+        (("--montage", "aasm"), "--channels, --montage and --hypnogram need --source replay"),
+        (("--source", "replay", "--file", str(bad), "--channels", "eeg"), "STREAM=LABEL pairs"),
     ]:
         out = edge_run(*args, "--out", str(tmp_path / "o"))
         assert out.returncode == 2, (args, out.stderr)
