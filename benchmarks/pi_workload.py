@@ -94,7 +94,10 @@ def mamba_step(mark: Marker, backend: str, precision: str, steps: int) -> dict:
 def ulw_epoch(mark: Marker, inputs: Path, backend: str, precision: str) -> dict:
     from edge.models import load_epoch_model
 
-    model = load_epoch_model(MODELS / "ulw_sleepnet" / "ulw_sleepnet.json", backend, precision, 1)
+    # research=True: LiteRT int8 is a research export edge-run does not serve; its cost is still
+    # measured here beside the served variants
+    manifest = MODELS / "ulw_sleepnet" / "ulw_sleepnet.json"
+    model = load_epoch_model(manifest, backend, precision, 1, research=True)
     with np.load(inputs) as z:
         x = z["psg_epochs"][:, None]  # (epochs, 1, 4, 3000), as edge-run calls predict
     epochs = len(x)
