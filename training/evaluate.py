@@ -57,7 +57,8 @@ class Variants:
         from edge.models import load_epoch_model
 
         self.names = names
-        self.models = [load_epoch_model(manifest, *n.split(":")) for n in names]
+        # research=True: evaluation scores research exports too (edge-run serves none of them)
+        self.models = [load_epoch_model(manifest, *n.split(":"), research=True) for n in names]
         self.predictions: dict[str, list[np.ndarray]] = {n: [] for n in names}
 
     def predict(self, x: np.ndarray) -> np.ndarray:
