@@ -53,6 +53,15 @@ def read_signals(path: Path) -> EdfSignals:
     import edfio
 
     try:
+        with path.open("rb") as f:
+            if f.read(1) == b"\xff":  # BDF (24-bit): edfio reads EDF only
+                return _lenient(path)
+    except OSError as exc:
+        raise EdfReadError(f"{path}: cannot read ({exc.strerror})") from None
+    except Exception as exc:  # a hostile header: one line, never a traceback
+        why = (str(exc).splitlines() or [type(exc).__name__])[0].removeprefix(f"{path}: ")
+        raise EdfReadError(f"{path}: not a readable EDF/BDF file: {why[:200]}") from None
+    try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             edf = edfio.read_edf(path)

@@ -163,3 +163,21 @@ def test_firmware_sim_file_source_takes_a_montage(tmp_path):
     bad = build_parser().parse_args(["--device", "psg", "--source", str(path), "--montage", "x"])
     with pytest.raises(SourceError, match="unknown montage 'x'"):
         _prepare(bad)
+
+
+def test_hypnogram_flag_writes_the_reference_into_run_json(tmp_path):
+    path = tmp_path / "night.edf"
+    write_edf(path, [("EEG Fpz-Cz", 100), ("EEG Pz-Oz", 100)], seconds=120)
+    hyp = tmp_path / "scoring.tsv"
+    hyp.write_text("stage\nW\nN2\n?\nN2\n")
+    out = edge_run("--source", "replay", "--file", str(path), "--hypnogram", str(hyp),
+                   "--out", str(tmp_path / "o"))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run = json.loads((tmp_path / "o/run.json").read_text())
+    epochs = [json.loads(x) for x in (tmp_path / "o/epochs.jsonl").read_text().splitlines()]
+    got = [e["stage"] for e in epochs]
+    want = [0, 2, -1, 2]
+    both = [(a, b) for a, b in zip(want, got, strict=True) if a >= 0 and b >= 0]
+    assert run["reference"]["epochs"] == len(both) == 3
+    assert run["reference"]["agreement"] == round(sum(a == b for a, b in both) / 3, 4)
+    assert run["config"]["hypnogram"] == str(hyp)

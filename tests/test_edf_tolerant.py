@@ -73,3 +73,22 @@ def test_broken_headers_never_traceback(tmp_path, edits, cut):
     for i in range(len(edf.labels)):
         assert edf.data(i).ndim == 1
     assert all("\n" not in w for w in edf.warnings)
+
+
+def test_bdf_24_bit_is_read(tmp_path):
+    """A BDF (24-bit samples; edfio reads EDF only) through the header parse of our own."""
+    n = 50
+    digital = np.array([-8_388_608, -1, 0, 1, 8_388_607] * (n // 5), dtype=np.int64)
+    hdr = b"\xffBIOSEMI" + b" " * 80 + b" " * 80 + b"01.01.2501.00.00"
+    hdr += f"{512:<8}".encode() + b"24BIT".ljust(44) + b"1       " + b"1       " + b"1   "
+    fields = [("EEG C3-M2", 16), ("", 80), ("uV", 8), ("-1000", 8), ("1000", 8)]
+    fields += [("-8388608", 8), ("8388607", 8), ("", 80), (str(n), 8), ("", 32)]
+    hdr += b"".join(v.ljust(w).encode() for v, w in fields)
+    u = digital & 0xFFFFFF
+    body = np.stack([u & 0xFF, (u >> 8) & 0xFF, u >> 16], axis=1).astype(np.uint8).tobytes()
+    (tmp_path / "x.bdf").write_bytes(hdr + body)
+    edf = read_signals(tmp_path / "x.bdf")
+    assert edf.labels == ["EEG C3-M2"] and edf.rates == [50.0]
+    gain = 2000 / (8_388_607 + 8_388_608)
+    np.testing.assert_allclose(edf.data(0), (digital + 8_388_608) * gain - 1000)
+    assert edf.warnings == []  # a BDF in spec needs no excuse
