@@ -190,9 +190,17 @@ def read_csv_dir(path: Path, profile: DeviceProfile) -> Recording:
         t = table[:, 0]
         if t.size > 1 and np.any(np.diff(t) <= 0):
             raise RecordingError(f"{f}: times must be strictly increasing")
+        x = table[:, 1:].T.copy()
         if spec.timing == "regular" and t.size > 1:
-            _check_rate(profile, name, (t.size - 1) / (t[-1] - t[0]), str(f))
-        signals[name] = table[:, 1:].T.copy()
+            rate = (t.size - 1) / (t[-1] - t[0])
+            whole = round(rate)
+            if whole >= 1 and abs(rate - whole) <= 1e-3 * rate and whole != spec.rate_hz:
+                # another whole-Hz rate: resampled (or the EMG rule) like an EDF channel
+                x = np.stack([conform(a, float(whole), spec, str(f)) for a in x])
+                t = t[0] + np.arange(x.shape[1]) / spec.rate_hz
+            else:
+                _check_rate(profile, name, rate, str(f))
+        signals[name] = x
         times[name] = t
     if not signals:
         raise RecordingError(

@@ -95,6 +95,18 @@ def test_csv_export_directory(tmp_path):
     assert [round(f.t_send_s, 2) for f in temps] == [round(x, 2) for x in tt]
 
 
+def test_csv_at_another_rate_is_resampled(tmp_path):
+    import scipy.signal as sps
+
+    x = np.random.default_rng(3).standard_normal(256 * 8)
+    t = np.arange(x.size) / 256
+    np.savetxt(tmp_path / "ecg.csv", np.c_[t, x], delimiter=",", header="time_s,ecg", comments="")
+    rec = load_recording(tmp_path, ANNE)
+    fs = ANNE.streams["ecg"].rate_hz
+    np.testing.assert_allclose(rec.signals["ecg"][0], sps.resample_poly(x, fs, 256), atol=1e-9)
+    assert rec.times["ecg"].size == rec.signals["ecg"].shape[1]
+
+
 def test_npz(tmp_path):
     acc = np.random.default_rng(2).standard_normal((3, 2100)) * 0.1
     np.savez(tmp_path / "night.npz", acc=acc)
