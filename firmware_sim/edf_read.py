@@ -30,6 +30,7 @@ class EdfSignals:
     rates: list[float]
     _data: list  # per signal: an array, or a callable giving one
     warnings: list[str] = field(default_factory=list)
+    annotations: list[tuple[float, float, str]] = field(default_factory=list)  # EDF+ (edfio)
 
     def data(self, i: int) -> np.ndarray:
         """Signal ``i`` in physical units; what the reader tolerated on the way is added to
@@ -72,6 +73,7 @@ def read_signals(path: Path) -> EdfSignals:
             [lambda s=s: s.data for s in sigs],
         )
         out._note(caught)
+        out.annotations = [(a.onset, a.duration or 0.0, a.text) for a in edf.annotations]
         return out
     except Exception as exc:  # edfio raises many types for files out of spec
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]

@@ -81,6 +81,20 @@ def from_fine(fine: np.ndarray, step_s: float, epoch_s: float = EPOCH_S) -> np.n
     return out
 
 
+def stages_in_annotations(spans: list[tuple[float, float, str]]) -> np.ndarray | None:
+    """A recording's own EDF+ annotations as stages per epoch, from those that name a stage
+    (``Sleep stage N2``, ``Wake``, ...; other events are ignored); None when none does."""
+    staged = []
+    for onset, duration, text in spans:
+        t = text.strip().lower().removeprefix("sleep stage ").strip()
+        if (text.lower().startswith("sleep stage") or t in ("wake", "rem")) and duration > 0:
+            try:
+                staged.append((onset, duration, stage_code(t)))
+            except HypnogramError:
+                continue
+    return from_spans(staged) if staged else None
+
+
 def read_stages(path: Path) -> np.ndarray:
     """Stage codes per 30-s epoch from any supported hypnogram file."""
     path = Path(path)

@@ -168,6 +168,11 @@ def read_edf(
             stages = read_stages(hyp)
         except HypnogramError as exc:
             edf.warnings.append(f"hypnogram {hyp.name} not used: {exc}")
+    elif edf.annotations:  # EDF+ scoring inside the recording itself
+        from firmware_sim.hypnograms import stages_in_annotations
+
+        stages = stages_in_annotations(edf.annotations)
+        hyp = path if stages is not None else None
     rec = Recording(signals, {}, str(path), stages, used, list(edf.warnings), hyp)
     _add_regular_times(rec, profile)
     return rec

@@ -64,3 +64,20 @@ def test_any_text_is_stages_or_one_line(tmp_path, text):
         assert "\n" not in str(exc)
         return
     assert set(np.unique(got)) <= {-1, 0, 1, 2, 3, 4}
+
+
+def test_edf_plus_scoring_inside_the_recording(tmp_path):
+    import edfio
+
+    from firmware_sim.recordings import open_recording
+
+    x = np.zeros(100 * 120)
+    edf = edfio.Edf([edfio.EdfSignal(x, 100, label="EEG Fpz-Cz", physical_range=(-1.0, 1.0))])
+    edf.set_annotations([edfio.EdfAnnotation(0, 60, "Sleep stage W"),
+                         edfio.EdfAnnotation(60, 30, "Sleep stage 2"),
+                         edfio.EdfAnnotation(70, None, "Arousal"),
+                         edfio.EdfAnnotation(90, 30, "Sleep stage R")])  # fmt: skip
+    edf.write(tmp_path / "n.edf")
+    rec = open_recording(tmp_path / "n.edf", "psg")
+    np.testing.assert_array_equal(rec.stages, [0, 0, 2, 4])
+    assert rec.hypnogram == tmp_path / "n.edf"
