@@ -320,6 +320,12 @@ def run(args) -> int:
         + ", ".join(f"{k} {v}" for k, v in sorted(stages.items()))
         + f"; TST {s['TST']:.0f} min, SE {s['SE'] or 0:.1f} %, WASO {s['WASO']:.0f} min"
     )
+    reduced = sum("reduced" in r.flags for r in result.records)
+    if reduced:
+        print(
+            f"edge-run: {reduced} epochs staged with reduced input (a channel absent or off, "
+            "filled by the model's rule; flag 'reduced' in epochs.jsonl)"
+        )
     reference = getattr(source, "reference_stages", None)
     if reference is not None:
         print(f"edge-run: {_agreement(result.records, reference)}")

@@ -117,6 +117,7 @@ def test_single_eeg_at_200_hz_is_staged_reduced(tmp_path):
                    "--out", str(tmp_path / "o"))  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "absent: eeg_pz_oz, eog, emg" in out.stdout
+    assert "5 epochs staged with reduced input" in out.stdout
     epochs = [json.loads(x) for x in (tmp_path / "o/epochs.jsonl").read_text().splitlines()]
     assert len(epochs) == 5
     assert all(e["stage"] >= 0 and "reduced" in e["flags"] for e in epochs)
