@@ -2,14 +2,16 @@
 
 Channels are matched to the device's streams by the descriptor's ``file_labels`` (case and
 surrounding spaces ignored), so a Sleep-EDF PSG or an ANNE export plays on the matching profile
-without code. A matched channel whose rate differs from the stream's is an error, never a silent
-resample. Formats:
+without code; ``--channels``/``--montage`` (``firmware_sim.channel_map``) name other labels. A
+channel at another rate is resampled in the stream by edge's ``Resampler``, or turned into the
+EMG envelope (``conform``); ``open_recording`` is the library entry point. Formats:
 
 - EDF/EDF+: one signal per stream axis, physical values as edfio reads them; a Sleep-EDF PSG
   file brings its hypnogram (``SC4001E0-PSG.edf`` → ``SC4001EC-Hypnogram.edf`` beside it).
 - CSV directory: ``<stream>.csv`` per stream, a header row, first column the sample time in
   seconds (``time_s``), then one column per axis (ANNE exports are laid out this way).
-- NPZ: ``<stream>`` arrays shaped (axes, n), and ``<stream>__times`` for timestamped streams.
+- NPZ: ``<stream>`` arrays shaped (axes, n), ``<stream>__times`` for timestamped streams, and
+  optionally ``<stream>__rate`` (Hz) for a regular stream recorded at another rate.
 """
 
 from __future__ import annotations
@@ -230,6 +232,12 @@ def read_npz(path: Path, profile: DeviceProfile) -> Recording:
                 x = x[None]
             if x.ndim != 2 or x.shape[0] != spec.n_axes:
                 raise RecordingError(f"{path}: {name!r} must be ({spec.n_axes}, n), got {x.shape}")
+            if f"{name}__rate" in z.files and spec.timing == "regular":
+                # recorded at another rate: resampled (or the EMG rule) like an EDF channel
+                fs = float(np.asarray(z[f"{name}__rate"], dtype=np.float64).reshape(-1)[0])
+                if not np.isfinite(fs) or fs <= 0:
+                    raise RecordingError(f"{path}: {name}__rate must be a positive rate in Hz")
+                x = np.stack([conform(a, fs, spec, str(path)) for a in x])
             signals[name] = x
             if f"{name}__times" in z.files:
                 times[name] = np.asarray(z[f"{name}__times"], dtype=np.float64)

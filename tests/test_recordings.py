@@ -112,6 +112,15 @@ def test_npz(tmp_path):
     np.savez(tmp_path / "night.npz", acc=acc)
     rec = load_recording(tmp_path / "night.npz", ANNE)
     np.testing.assert_array_equal(rec.signals["acc"], acc)
+    # a single real EEG at its own rate (the DREAMS excerpts: 50 or 200 Hz) on a 100 Hz stream
+    import scipy.signal as sps
+
+    eeg = np.random.default_rng(4).standard_normal(200 * 30)
+    np.savez(tmp_path / "one.npz", eeg_fpz_cz=eeg, eeg_fpz_cz__rate=200.0)
+    rec = load_recording(tmp_path / "one.npz", PSG)
+    np.testing.assert_allclose(
+        rec.signals["eeg_fpz_cz"][0], sps.resample_poly(eeg, 1, 2), atol=1e-9
+    )
 
 
 def test_other_rate_is_resampled_like_resample_poly(tmp_path):
