@@ -185,7 +185,10 @@ def _frame_list(args, profile):
             lacking = [s for s in profile.streams if s not in recording.signals]
             print(
                 "edge-run: channels "
-                + ", ".join(f"{k}={v}" for k, v in recording.channels.items())
+                + ", ".join(
+                    f"{k}={v}"
+                    for k, v in (recording.channels or {k: k for k in recording.signals}).items()
+                )
                 + (f"; absent: {', '.join(lacking)}" if lacking else "")
                 + (f"; scoring from {recording.hypnogram.name}" if recording.hypnogram else ""),
                 flush=True,
