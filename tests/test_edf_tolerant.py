@@ -57,9 +57,11 @@ def test_half_second_records(tmp_path):
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.tuples(st.integers(0, 511), st.binary(min_size=1, max_size=8)), max_size=6),
-       st.integers(0, 2000))  # fmt: skip
-def test_broken_headers_never_traceback(tmp_path, edits, cut):
+       st.integers(0, 2000), st.booleans())  # fmt: skip
+def test_broken_headers_never_traceback(tmp_path, edits, cut, bdf):
     raw = bytearray(good_edf(tmp_path / "a.edf"))
+    if bdf:  # the same header as a BDF: our own parse, 24-bit samples
+        raw[0] = 0xFF
     for offset, data in edits:
         raw[offset : offset + len(data)] = data
     raw = bytes(raw[: max(0, len(raw) - cut)])
